@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Installs everything Tessera needs on a fresh Debian 12 machine (as root), then builds.
+# Idempotent and quick when everything is already there: apt and npm run only when something is
+# missing or the npm lock file changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages, one per line with what uses it.
+PACKAGES=(
+  bazel-bootstrap          # Bazel 4.2.3, offline (docs/development.md)
+  g++                      # C++ toolchain
+  libgrpc++-dev            # gRPC C++ (server, clients in tests)
+  protobuf-compiler-grpc   # grpc_cpp_plugin
+  libprotobuf-dev protobuf-compiler
+  libabsl-dev              # Status, flags, strings, synchronization
+  prometheus-cpp-dev       # metrics
+  nlohmann-json3-dev       # JSON (config.json, safetensors headers, HTTP API)
+  libcpp-httplib-dev       # HTTP server with streaming (OpenAI API)
+  libssl-dev
+  libpng-dev               # PNG decoding
+  libjpeg62-turbo-dev      # JPEG decoding
+  libsoxr-dev              # audio resampling
+  libxxhash-dev            # content hashes (media, prefix cache keys)
+  libgtest-dev libgmock-dev libbenchmark-dev
+  prometheus               # promtool, to validate /metrics and the alert rules in tests
+  kubectl                  # kustomize rendering of deploy/ in tests
+  clang-14 libclang-rt-14-dev  # libFuzzer for tests/fuzz
+  python3                  # small build helpers
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# Node.js + npm (reference tokenizer, real gRPC / OpenAI clients in tests): the machine's own when it
+# has one (it may come from another source than Debian, whose npm package would conflict).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then missing+=(nodejs npm); fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -x /usr/local/cuda/bin/nvcc ]; then
+  echo "setup: /usr/local/cuda/bin/nvcc not found; the CUDA 13 toolkit is expected there" >&2
+  exit 1
+fi
+
+# npm packages for tests, pinned by third_party/node/package-lock.json.
+NODE_DIR=third_party/node
+stamp="$NODE_DIR/node_modules/.tessera-lock.sha256"
+want=$(sha256sum "$NODE_DIR/package-lock.json" | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: npm ci in $NODE_DIR"
+  (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" > "$stamp"
+fi
+
+echo "setup: bazel build //..."
+if ! bazel build //... >/tmp/tessera-setup-build.log 2>&1; then
+  cat /tmp/tessera-setup-build.log
+  echo "setup: the build failed (log above)" >&2
+  exit 1
+fi
