@@ -1,0 +1,71 @@
+// A request as the engine sees it, and what it streams back. The edge (server/) builds these from
+// gRPC or HTTP input; nothing here knows protobuf or HTTP.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "runtime/prompt.h"
+#include "runtime/sampling_params.h"
+
+namespace tessera::scheduler {
+
+struct StoppingParams {
+  int32_t max_tokens = 0;  // 0 = until the context length.
+  int32_t min_tokens = 0;
+  std::vector<std::string> stop_strings;
+  std::vector<int32_t> stop_token_ids;  // In addition to the model's own unless ignore_eos.
+  bool ignore_eos = false;
+};
+
+struct GenerateRequest {
+  std::string request_id;  // Unique among live requests; the edge assigns one if the client did not.
+  runtime::Prompt prompt;
+  runtime::SamplingParams sampling;
+  StoppingParams stopping;
+  int32_t priority = 0;    // Lower runs first.
+  std::string cache_salt;  // Prefix-cache namespace.
+  absl::Time arrival = absl::InfinitePast();   // Set by Submit when unset.
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
+enum class FinishReason { kStop, kLength, kAbort, kError };
+
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0.0f;
+  std::vector<runtime::TokenChoice> top;
+};
+
+// Tokens produced since the previous delta. `text` never splits a UTF-8 character and excludes any
+// stop string (text that might begin a stop string is held back until it cannot).
+struct TokenDelta {
+  std::vector<int32_t> token_ids;
+  std::string text;
+  std::vector<TokenLogprob> logprobs;  // One per token when requested.
+};
+
+struct Usage {
+  int32_t prompt_tokens = 0;
+  int32_t cached_prompt_tokens = 0;
+  int32_t completion_tokens = 0;
+  absl::Duration queue_time;           // Arrival to first scheduled.
+  absl::Duration time_to_first_token;  // Arrival to first token.
+  absl::Duration total_time;           // Arrival to completion.
+};
+
+struct Completion {
+  FinishReason reason = FinishReason::kStop;
+  absl::Status status;  // Non-OK for kError (and kAbort: Cancelled / DeadlineExceeded).
+  Usage usage;
+  std::optional<std::string> stop_string;  // Matched stop string, when that ended it.
+  std::optional<int32_t> stop_token;       // Matched stop token id, when that ended it.
+};
+
+}  // namespace tessera::scheduler
