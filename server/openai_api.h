@@ -1,0 +1,84 @@
+// OpenAI-compatible JSON (chat completions, completions) translated to and from the public proto.
+// Pure functions: no I/O except the optional fetch of allow-listed remote images.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "scheduler/request.h"
+#include "tessera/v1/inference.pb.h"
+
+namespace tessera::server {
+
+struct OpenAiOptions {
+  // Served model id; a request naming another model gets 404 model_not_found. Empty matches all.
+  std::string model_id;
+  // Most images (image_url parts) in one request.
+  int max_images_per_request = 16;
+  // Most max_tokens a request may ask for.
+  int max_tokens_limit = 8192;
+  // URL prefixes (e.g. "https://images.example.com/") from which image_url may be fetched.
+  // Empty: only data: URIs are accepted.
+  std::vector<std::string> allowed_image_url_prefixes;
+  // Largest remote image fetched, in bytes.
+  int64_t max_image_bytes = 20 << 20;
+};
+
+// A parsed request: the proto to run plus what shapes the response.
+struct OpenAiCall {
+  v1::GenerateRequest request;
+  bool chat = true;
+  bool stream = false;
+  bool include_usage = false;
+  std::string model;        // As given (echoed in responses).
+  std::string error_param;  // Set while parsing: the parameter an error is about.
+};
+
+// Parses a POST /v1/chat/completions body. InvalidArgument naming the field for bad input,
+// NotFound for an unknown model.
+// `error_param` (optional) receives the parameter an error is about, for the error body.
+absl::StatusOr<OpenAiCall> ParseChatCompletion(absl::string_view body, const OpenAiOptions& options,
+                                               std::string* error_param = nullptr);
+// Parses a POST /v1/completions body.
+absl::StatusOr<OpenAiCall> ParseCompletion(absl::string_view body, const OpenAiOptions& options,
+                                           std::string* error_param = nullptr);
+
+// Finish reasons as OpenAI spells them ("stop", "length", "abort", "error").
+std::string FinishReasonName(scheduler::FinishReason reason);
+
+// Builds response JSON. `token_text` maps a token id to its text (for logprobs).
+class OpenAiResponder {
+ public:
+  OpenAiResponder(const OpenAiCall& call, std::string id, int64_t created,
+                  std::function<std::string(int32_t)> token_text);
+
+  // Streaming: the `data: ...\n\n` SSE events for a delta (empty when there is nothing to send).
+  std::string StreamDelta(const scheduler::TokenDelta& delta);
+  // The final SSE events: the finishing chunk, the usage chunk when asked, and `data: [DONE]`.
+  std::string StreamFinish(const scheduler::Completion& completion);
+
+  // Non-streaming: accumulate deltas, then the whole response body.
+  void Accumulate(const scheduler::TokenDelta& delta);
+  std::string Body(const scheduler::Completion& completion) const;
+
+ private:
+  std::string Chunk(const std::string& text, const std::vector<scheduler::TokenLogprob>& lps,
+                    const char* finish_reason) const;
+  std::string LogprobsJson(const std::vector<scheduler::TokenLogprob>& lps,
+                           int64_t text_offset) const;
+  std::string UsageJson(const scheduler::Usage& usage) const;
+
+  const OpenAiCall& call_;
+  const std::string id_;
+  const int64_t created_;
+  std::function<std::string(int32_t)> token_text_;
+  bool sent_role_ = false;
+  std::string text_;
+  std::vector<scheduler::TokenLogprob> logprobs_;
+};
+
+}  // namespace tessera::server

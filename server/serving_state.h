@@ -1,0 +1,72 @@
+// State shared by the HTTP and gRPC edges: readiness and drain, the in-flight count, API keys,
+// metrics, and per-request timing bookkeeping.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/api_keys.h"
+#include "server/backend.h"
+#include "server/metrics.h"
+
+namespace tessera::server {
+
+class ServingState {
+ public:
+  ServingState(Backend* backend, ServingMetrics* metrics, ApiKeys keys, bool open_probes)
+      : backend_(backend), metrics_(metrics), keys_(std::move(keys)), open_probes_(open_probes) {}
+
+  Backend* backend() const { return backend_; }
+  ServingMetrics* metrics() const { return metrics_; }
+  const ApiKeys& keys() const { return keys_; }
+  // Health, readiness and metrics are reachable without a key.
+  bool open_probes() const { return open_probes_; }
+
+  bool ready() const { return ready_.load() && !draining_.load(); }
+  bool draining() const { return draining_.load(); }
+  void SetReady(bool ready);
+  void StartDraining();
+
+  // Admits a new request: Unavailable while loading or draining. On OK the caller must call
+  // EndRequest() once when the request is over.
+  absl::Status BeginRequest();
+  void EndRequest();
+  // Waits until no request is in flight or `deadline` passes; true if none is left.
+  bool WaitIdle(absl::Time deadline);
+  int64_t in_flight();
+
+  // Counts a refused request in the metrics.
+  void Rejected(const absl::Status& status);
+  // Fresh snapshot of the engine into the metrics, then the exposition text.
+  std::string ScrapeMetrics();
+
+ private:
+  Backend* const backend_;
+  ServingMetrics* const metrics_;
+  const ApiKeys keys_;
+  const bool open_probes_;
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> draining_{false};
+  absl::Mutex mu_;
+  int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Times one reply as the edge sees it, feeding inter-token latency and the per-request histograms.
+class ReplyTimer {
+ public:
+  explicit ReplyTimer(ServingMetrics* metrics) : metrics_(metrics) {}
+  void OnDelta(const scheduler::TokenDelta& delta);
+  void OnCompletion(const scheduler::Completion& completion);
+  int64_t tokens() const { return tokens_; }
+
+ private:
+  ServingMetrics* metrics_;
+  absl::Time last_token_ = absl::InfinitePast();
+  int64_t tokens_ = 0;
+};
+
+}  // namespace tessera::server
