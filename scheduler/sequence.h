@@ -41,6 +41,7 @@ struct Sequence {
   SequenceState state = SequenceState::kNew;
   // Set by the scheduler to the step that scheduled it (so one step never schedules it twice).
   int64_t scheduled_step = -1;
+  int64_t preempted_step = -1;  // The step that last preempted it (not re-admitted in that step).
   bool ever_admitted = false;
   int32_t cached_prompt_tokens = 0;  // Prefix hit at first admission.
 
