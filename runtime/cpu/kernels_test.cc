@@ -1,0 +1,108 @@
+#include "runtime/cpu/kernels.h"
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "runtime/safetensors.h"
+
+namespace tessera::runtime::cpu {
+namespace {
+
+// Naive double-precision reference.
+std::vector<double> Reference(const std::vector<float>& x, int64_t T, const std::vector<float>& w,
+                              int64_t N, int64_t K) {
+  std::vector<double> y(T * N);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t n = 0; n < N; ++n) {
+      double s = 0;
+      for (int64_t k = 0; k < K; ++k) s += static_cast<double>(x[t * K + k]) * w[n * K + k];
+      y[t * N + n] = s;
+    }
+  return y;
+}
+
+TEST(KernelsTest, MatMulMatchesReferenceForManyShapes) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> dist;
+  ThreadPool pool(2);
+  for (int64_t K : {1, 7, 8, 64, 100, 640}) {
+    for (int64_t N : {1, 3, 4, 5, 33}) {
+      for (int64_t T : {1, 2, 3, 4, 7}) {
+        std::vector<float> x(T * K), wf(N * K);
+        std::vector<uint16_t> wb(N * K);
+        for (float& v : x) v = dist(rng);
+        for (size_t i = 0; i < wf.size(); ++i) {
+          wb[i] = FloatToBf16(dist(rng));
+          wf[i] = Bf16ToFloat(wb[i]);  // Same values in both layouts.
+        }
+        auto ref = Reference(x, T, wf, N, K);
+        for (bool bf16 : {false, true}) {
+          WeightMatrix w;
+          w.type = bf16 ? WeightMatrix::Type::kBF16 : WeightMatrix::Type::kF32;
+          w.data = bf16 ? static_cast<const void*>(wb.data()) : wf.data();
+          w.rows = N;
+          w.cols = K;
+          std::vector<float> y(T * (N + 2), -1.0f);  // ldy > N: padding must stay untouched.
+          MatMul(x.data(), T, w, y.data(), N + 2, &pool);
+          for (int64_t t = 0; t < T; ++t) {
+            for (int64_t n = 0; n < N; ++n) {
+              // fp32 accumulation over K terms of magnitude ~1: error ~ sqrt(K) * 6e-8 * |terms|.
+              EXPECT_NEAR(y[t * (N + 2) + n], ref[t * N + n], 1e-5 * (1 + std::sqrt(K)) * 4)
+                  << "K=" << K << " N=" << N << " T=" << T << " bf16=" << bf16;
+            }
+            EXPECT_EQ(y[t * (N + 2) + N], -1.0f);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(KernelsTest, MatMulRowsDoNotDependOnBatch) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> dist;
+  const int64_t K = 96, N = 13, T = 9;
+  std::vector<float> x(T * K);
+  std::vector<uint16_t> wb(N * K);
+  for (float& v : x) v = dist(rng);
+  for (auto& v : wb) v = FloatToBf16(dist(rng));
+  WeightMatrix w{WeightMatrix::Type::kBF16, wb.data(), N, K};
+  std::vector<float> all(T * N), one(N);
+  MatMul(x.data(), T, w, all.data(), N, nullptr);
+  for (int64_t t = 0; t < T; ++t) {
+    MatMul(x.data() + t * K, 1, w, one.data(), N, nullptr);
+    for (int64_t n = 0; n < N; ++n) EXPECT_EQ(one[n], all[t * N + n]);
+  }
+}
+
+TEST(KernelsTest, NormsRopeGeluSoftcap) {
+  std::vector<float> x = {1, -2, 3, 4}, w = {1, 2, 0.5, 1}, out(4);
+  RmsNorm(x.data(), 4, w.data(), 0.0f, out.data());
+  const float inv = 1.0f / std::sqrt((1 + 4 + 9 + 16) / 4.0f);
+  EXPECT_FLOAT_EQ(out[1], -2 * inv * 2);
+  LayerNorm(x.data(), 4, w.data(), w.data(), 0.0f, out.data());
+  // mean 1.5, var (0.25 + 12.25 + 2.25 + 6.25) / 4 = 5.25.
+  EXPECT_NEAR(out[2], (3 - 1.5) / std::sqrt(5.25) * 0.5 + 0.5, 1e-6);
+  // RoPE: head_dim 4, pairs (0, 2) and (1, 3); only the first pair rotates.
+  std::vector<float> h = {1, 5, 0, 7};
+  const float inv_freq[2] = {0.5f, 0.0f};
+  ApplyRope(h.data(), 4, 1, inv_freq, 2);  // angle 1.
+  EXPECT_NEAR(h[0], std::cos(1.0), 1e-6);
+  EXPECT_NEAR(h[2], std::sin(1.0), 1e-6);
+  EXPECT_EQ(h[1], 5);
+  EXPECT_EQ(h[3], 7);
+  std::vector<float> g = {1.0f, -1.0f}, up = {2.0f, 1.0f};
+  GeluTanhMul(g.data(), up.data(), 2);
+  EXPECT_NEAR(g[0], 0.8411920 * 2, 1e-5);  // gelu_tanh(1) = 0.841192.
+  EXPECT_NEAR(g[1], -0.1588080, 1e-5);
+  std::vector<float> l = {0.0f, 30.0f, -1000.0f};
+  Softcap(l.data(), 3, 30.0f);
+  EXPECT_EQ(l[0], 0.0f);
+  EXPECT_NEAR(l[1], 30 * std::tanh(1.0), 1e-5);
+  EXPECT_NEAR(l[2], -30.0f, 1e-5);
+}
+
+}  // namespace
+}  // namespace tessera::runtime::cpu

@@ -1,0 +1,30 @@
+// Encoder-free media embedding (MODEL.md "Vision", "Audio"): 48x48 patches and 640-sample frames
+// become rows of the text model's embedding sequence.
+//
+//   image patch: LayerNorm(6912) -> Linear(6912 -> D, bias) -> LayerNorm(D)
+//                -> + pos[x, 0] + pos[y, 1] -> LayerNorm(D) -> rms (no weight) -> Linear(D ->
+//                hidden)
+//   audio frame: rms (no weight) -> Linear(640 -> hidden)
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "runtime/cpu/thread_pool.h"
+#include "runtime/media.h"
+#include "runtime/model_config.h"
+#include "runtime/weights.h"
+
+namespace tessera::runtime::cpu {
+
+// Checks that rows [item_row, item_row + count) of `item` exist and can be embedded by this model
+// (kind supported, data sizes, patch positions inside the position table). InvalidArgument naming
+// the problem otherwise.
+absl::Status ValidateMediaRows(const ModelConfig& config, const ModelWeights& weights,
+                               const MediaItem* item, int32_t item_row, int32_t count);
+
+// Writes `count` embeddings of `hidden` floats each to out[i * ldo]. Assumes ValidateMediaRows.
+void EmbedMediaRows(const ModelConfig& config, const ModelWeights& weights, const MediaItem& item,
+                    int32_t item_row, int32_t count, float* out, int64_t ldo, ThreadPool* pool);
+
+}  // namespace tessera::runtime::cpu
