@@ -49,7 +49,8 @@ struct MediaItem {
 struct MediaRun {
   int32_t start = 0;
   std::shared_ptr<const MediaItem> item;
-  // Image and video-frame runs attend to themselves in both directions (sliding layers only).
+  // Image and video-frame runs attend to themselves in both directions (in every layer; see
+  // BidirectionalSpan in model_runner.h).
   bool bidirectional() const { return item->kind == MediaKind::kImage; }
   int32_t end() const { return start + item->num_rows; }
 };

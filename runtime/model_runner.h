@@ -49,8 +49,9 @@ struct MediaRows {
   int32_t count = 0;
 };
 
-// An absolute position range [begin, end) whose rows attend to each other bidirectionally in
-// sliding layers (one image or video frame).
+// An absolute position range [begin, end) whose rows attend to each other bidirectionally (one
+// image or video frame). The reference (transformers 5.17, the gemma4-tiny fixture) applies this in
+// every layer, global ones included; the sliding window still bounds sliding layers.
 struct BidirectionalSpan {
   int32_t begin = 0;
   int32_t end = 0;
