@@ -11,10 +11,10 @@ namespace {
 class FakeStream : public ReplyStream {
  public:
   FakeStream(std::string id, std::vector<std::string> words, int max_tokens, absl::Duration delay,
-             absl::Time deadline, std::atomic<int>* live)
+             absl::Time deadline, std::atomic<int>* live, ServingMetrics* metrics)
       : id_(std::move(id)), live_(live) {
     live_->fetch_add(1);
-    thread_ = std::thread([this, words = std::move(words), max_tokens, delay, deadline] {
+    thread_ = std::thread([this, words = std::move(words), max_tokens, delay, deadline, metrics] {
       const absl::Time start = absl::Now();
       scheduler::Completion c;
       c.reason = scheduler::FinishReason::kStop;
@@ -42,6 +42,12 @@ class FakeStream : public ReplyStream {
       c.usage.completion_tokens = n;
       c.usage.time_to_first_token = delay;
       c.usage.total_time = absl::Now() - start;
+      if (metrics != nullptr) {
+        const char* reasons[] = {"stop", "length", "abort", "error"};
+        metrics->RecordFinished({reasons[static_cast<int>(c.reason)], c.usage.prompt_tokens,
+                                 c.usage.completion_tokens, absl::ZeroDuration(),
+                                 c.usage.time_to_first_token, c.usage.total_time});
+      }
       live_->fetch_sub(1);
       Push(std::move(c));
     });
@@ -132,7 +138,7 @@ absl::StatusOr<std::unique_ptr<ReplyStream>> FakeBackend::Generate(
   const std::string id =
       request.request_id().empty() ? absl::StrCat("fake-", next_id_++) : request.request_id();
   return std::unique_ptr<ReplyStream>(
-      new FakeStream(id, std::move(words), max_tokens, token_delay, deadline, &live_));
+      new FakeStream(id, std::move(words), max_tokens, token_delay, deadline, &live_, metrics));
 }
 
 bool FakeBackend::Abort(const std::string&) { return false; }

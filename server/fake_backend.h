@@ -32,6 +32,8 @@ class FakeBackend : public Backend {
   absl::Duration token_delay = absl::Milliseconds(2);
   // Queue capacity: more live requests than this get ResourceExhausted.
   int max_live = 1000;
+  // Where finished requests are counted (as the real backend does from the engine's observer).
+  ServingMetrics* metrics = nullptr;
 
  private:
   v1::ModelInfo info_;

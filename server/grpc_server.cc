@@ -26,17 +26,17 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
 
   std::unique_ptr<GrpcServer> out(new GrpcServer());
   grpc::ServerBuilder builder;
-  const std::string address = absl::StrCat(
-      options.host.find(':') != std::string::npos ? absl::StrCat("[", options.host, "]")
-                                                  : options.host,
-      ":", options.port);
+  const std::string address = absl::StrCat(options.host.find(':') != std::string::npos
+                                               ? absl::StrCat("[", options.host, "]")
+                                               : options.host,
+                                           ":", options.port);
   builder.AddListeningPort(address, creds, &out->port_);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   for (grpc::Service* s : services) builder.RegisterService(s);
   out->server_ = builder.BuildAndStart();
   if (out->server_ == nullptr || out->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("could not bind the gRPC port at ", address,
-                                               " (in use, or no permission)"));
+    return absl::UnavailableError(
+        absl::StrCat("could not bind the gRPC port at ", address, " (in use, or no permission)"));
   }
   out->SetServing(false);
   TESSERA_LOG(INFO) << "gRPC listening on " << options.host << ":" << out->port_;

@@ -33,21 +33,17 @@ struct HttpGeneration {
         call(std::move(call)),
         stream(std::move(stream)),
         responder(this->call, id, absl::ToUnixSeconds(absl::Now()),
-                  [state](int32_t t) { return state->backend()->TokenText(t); }),
-        timer(state->metrics()) {}
+                  [backend = state->backend()](int32_t t) { return backend->TokenText(t); }) {}
   ~HttpGeneration() {
     if (!finished) {
       // The client left before the end: stop the request and wait for its Completion so its
-      // blocks are free and the metrics count it.
+      // blocks are free before the in-flight count drops.
       stream->Cancel();
       ReplyEvent e;
       const absl::Time deadline = absl::Now() + absl::Seconds(30);
       while (absl::Now() < deadline) {
         if (!stream->Next(&e, absl::Milliseconds(100))) continue;
-        if (auto* c = std::get_if<scheduler::Completion>(&e)) {
-          timer.OnCompletion(*c);
-          break;
-        }
+        if (std::holds_alternative<scheduler::Completion>(e)) break;
       }
     }
     state->EndRequest();
@@ -57,7 +53,6 @@ struct HttpGeneration {
   OpenAiCall call;
   std::unique_ptr<ReplyStream> stream;
   OpenAiResponder responder;
-  ReplyTimer timer;
   bool finished = false;
 };
 
@@ -166,7 +161,12 @@ void HttpServer::Routes() {
     res.set_content(state->ScrapeMetrics(), "text/plain; version=0.0.4; charset=utf-8");
   });
   srv.Get("/v1/models", [state](const httplib::Request&, httplib::Response& res) {
-    const v1::ModelInfo& info = state->backend()->model_info();
+    Backend* backend = state->backend();
+    if (backend == nullptr) {
+      SendError(res, absl::UnavailableError("the model is still loading; retry shortly"));
+      return;
+    }
+    const v1::ModelInfo& info = backend->model_info();
     nlohmann::json model = {{"id", info.id()},
                             {"object", "model"},
                             {"created", 0},
@@ -210,12 +210,10 @@ void HttpServer::Routes() {
         ReplyEvent e;
         while (gen->stream->Next(&e, absl::InfiniteDuration())) {
           if (auto* d = std::get_if<scheduler::TokenDelta>(&e)) {
-            gen->timer.OnDelta(*d);
             gen->responder.Accumulate(*d);
             continue;
           }
           const auto& c = std::get<scheduler::Completion>(e);
-          gen->timer.OnCompletion(c);
           gen->finished = true;
           if (c.reason == scheduler::FinishReason::kError) {
             SendError(res, c.status.ok() ? absl::InternalError("generation failed") : c.status);
@@ -236,12 +234,10 @@ void HttpServer::Routes() {
               return sink.write(kComment, sizeof(kComment) - 1);  // False: client gone.
             }
             if (auto* d = std::get_if<scheduler::TokenDelta>(&e)) {
-              gen->timer.OnDelta(*d);
               const std::string out = gen->responder.StreamDelta(*d);
               return out.empty() || sink.write(out.data(), out.size());
             }
             const auto& c = std::get<scheduler::Completion>(e);
-            gen->timer.OnCompletion(c);
             gen->finished = true;
             const std::string out = gen->responder.StreamFinish(c);
             if (!sink.write(out.data(), out.size())) return false;

@@ -17,6 +17,7 @@ class HttpServerTest : public ::testing::Test {
  protected:
   void StartServer(ApiKeys keys = ApiKeys(), int64_t max_bytes = 1 << 20) {
     metrics_ = std::make_unique<ServingMetrics>(MetricsOptions{});
+    backend_.metrics = metrics_.get();
     state_ = std::make_unique<ServingState>(&backend_, metrics_.get(), std::move(keys), true);
     HttpServerOptions options;
     options.host = "127.0.0.1";

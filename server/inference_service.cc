@@ -457,7 +457,7 @@ grpc::ServerUnaryReactor* InferenceService::Abort(grpc::CallbackServerContext* c
   if (request->request_id().empty()) {
     return FinishUnary(context, absl::InvalidArgumentError("request_id is required"));
   }
-  if (!state_->backend()->Abort(request->request_id())) {
+  if (state_->backend() == nullptr || !state_->backend()->Abort(request->request_id())) {
     return FinishUnary(context, absl::NotFoundError(absl::StrCat("no running request has id '",
                                                                  request->request_id(), "'")));
   }
@@ -469,7 +469,9 @@ grpc::ServerUnaryReactor* InferenceService::CountTokens(grpc::CallbackServerCont
                                                         const v1::CountTokensRequest* request,
                                                         v1::CountTokensResponse* response) {
   absl::Status s = Authenticate(state_, context);
-  if (s.ok() && !state_->ready()) s = absl::UnavailableError("the model is not loaded");
+  if (s.ok() && (!state_->ready() || state_->backend() == nullptr)) {
+    s = absl::UnavailableError("the model is still loading, or the server is draining");
+  }
   if (!s.ok()) return FinishUnary(context, s);
   auto counted = state_->backend()->CountTokens(*request);
   if (!counted.ok()) return FinishUnary(context, counted.status());
@@ -481,7 +483,11 @@ grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerCon
                                                          const v1::GetModelInfoRequest*,
                                                          v1::GetModelInfoResponse* response) {
   if (absl::Status s = Authenticate(state_, context); !s.ok()) return FinishUnary(context, s);
-  *response->mutable_model() = state_->backend()->model_info();
+  Backend* backend = state_->backend();
+  if (backend == nullptr) {
+    return FinishUnary(context, absl::UnavailableError("the model is still loading"));
+  }
+  *response->mutable_model() = backend->model_info();
   return FinishUnary(context, absl::OkStatus());
 }
 

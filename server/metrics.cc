@@ -18,16 +18,16 @@ constexpr char kVllmPrefix[] = "vllm:";
 
 // vLLM's TTFT buckets.
 const prometheus::Histogram::BucketBoundaries kTtftBuckets = {
-    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25,  0.5,   0.75,
     1.0,   2.5,   5.0,  7.5,  10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0};
 // vLLM's inter-token buckets with a finer low end (the tiny CPU models decode in milliseconds).
 const prometheus::Histogram::BucketBoundaries kItlBuckets = {
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,  0.3,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1,  0.15, 0.2,  0.3,
     0.4,   0.5,    0.75,  1.0,  2.5,   5.0,  7.5,   10.0, 20.0, 40.0, 80.0};
 // vLLM's request-phase buckets, with a finer low end.
 const prometheus::Histogram::BucketBoundaries kPhaseBuckets = {
-    0.01, 0.025, 0.05, 0.1,  0.3,  0.5,  0.8,  1.0,   1.5,   2.0,   2.5,  5.0,
-    10.0, 15.0,  20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
+    0.01, 0.025, 0.05, 0.1,  0.3,  0.5,  0.8,   1.0,   1.5,   2.0,   2.5,    5.0,   10.0,
+    15.0, 20.0,  30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
 
 double Seconds(absl::Duration d) { return std::max(0.0, absl::ToDoubleSeconds(d)); }
 
@@ -37,12 +37,18 @@ ServingMetrics::ServingMetrics(const MetricsOptions& options)
     : options_(options), registry_(std::make_shared<prometheus::Registry>()) {
   labels_ = {{"model_name", options_.model_name}};
   auto gauge = [&](const std::string& name, const std::string& help) {
-    return &prometheus::BuildGauge().Name(kPrefix + name).Help(help).Register(*registry_).Add(
-        labels_);
+    return &prometheus::BuildGauge()
+                .Name(kPrefix + name)
+                .Help(help)
+                .Register(*registry_)
+                .Add(labels_);
   };
   auto counter = [&](const std::string& name, const std::string& help) {
-    return &prometheus::BuildCounter().Name(kPrefix + name).Help(help).Register(*registry_).Add(
-        labels_);
+    return &prometheus::BuildCounter()
+                .Name(kPrefix + name)
+                .Help(help)
+                .Register(*registry_)
+                .Add(labels_);
   };
   auto histogram = [&](const std::string& name, const std::string& help,
                        const prometheus::Histogram::BucketBoundaries& buckets) {
@@ -57,17 +63,6 @@ ServingMetrics::ServingMetrics(const MetricsOptions& options)
   kv_usage_ = gauge("kv_cache_usage_perc", "Fraction of KV blocks held by live requests (0..1).");
   sessions_ = gauge("num_sessions_open", "Open Converse sessions.");
   ready_ = gauge("server_ready", "1 when ready to take requests, 0 while loading or draining.");
-  std::map<std::string, std::string> info_labels = labels_;
-  info_labels["architecture"] = options_.architecture;
-  info_labels["device"] = options_.device;
-  info_labels["revision"] = options_.revision;
-  info_labels["context_length"] = std::to_string(options_.context_length);
-  prometheus::BuildGauge()
-      .Name(std::string(kPrefix) + "model_info")
-      .Help("The served model; always 1.")
-      .Register(*registry_)
-      .Add(info_labels)
-      .Set(1);
 
   prompt_tokens_ = counter("prompt_tokens_total", "Prompt tokens of finished requests.");
   generation_tokens_ = counter("generation_tokens_total", "Tokens generated.");
@@ -80,21 +75,23 @@ ServingMetrics::ServingMetrics(const MetricsOptions& options)
                    .Name(std::string(kPrefix) + "request_rejected_total")
                    .Help("Requests refused at the edge, by error code.")
                    .Register(*registry_);
-  prefix_queries_ = counter("prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache.");
+  prefix_queries_ =
+      counter("prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache.");
   prefix_hits_ = counter("prefix_cache_hits_total", "Prompt tokens found in the prefix cache.");
   preemptions_ = counter("num_preemptions_total", "Requests preempted.");
   images_ = counter("media_images_total", "Images and video frames received.");
   audio_seconds_ = counter("media_audio_seconds_total", "Seconds of audio received.");
-  media_queries_ = counter("media_cache_queries_total", "Media items looked up in the prefix cache.");
+  media_queries_ =
+      counter("media_cache_queries_total", "Media items looked up in the prefix cache.");
   media_hits_ = counter("media_cache_hits_total", "Media items found in cached KV blocks.");
 
-  ttft_ = histogram("time_to_first_token_seconds", "Arrival to first generated token.",
-                    kTtftBuckets);
+  ttft_ =
+      histogram("time_to_first_token_seconds", "Arrival to first generated token.", kTtftBuckets);
   itl_ = histogram("inter_token_latency_seconds", "Gap between consecutive generated tokens.",
                    kItlBuckets);
   e2e_ = histogram("e2e_request_latency_seconds", "Arrival to completion.", kPhaseBuckets);
-  queue_ = histogram("request_queue_time_seconds", "Arrival to first scheduled step.",
-                     kPhaseBuckets);
+  queue_ =
+      histogram("request_queue_time_seconds", "Arrival to first scheduled step.", kPhaseBuckets);
   prefill_ = histogram("request_prefill_time_seconds", "First scheduled step to first token.",
                        kPhaseBuckets);
   decode_ = histogram("request_decode_time_seconds", "First token to completion.", kPhaseBuckets);
@@ -141,6 +138,21 @@ void ServingMetrics::RecordMedia(int64_t images, double audio_seconds) {
 void ServingMetrics::RecordRejected(const std::string& code) { Rejected(code).Increment(); }
 
 void ServingMetrics::SetReady(bool ready) { ready_->Set(ready ? 1 : 0); }
+
+void ServingMetrics::SetModelInfo(const std::string& architecture, const std::string& device,
+                                  const std::string& revision, int64_t context_length) {
+  std::map<std::string, std::string> labels = labels_;
+  labels["architecture"] = architecture;
+  labels["device"] = device;
+  labels["revision"] = revision;
+  labels["context_length"] = std::to_string(context_length);
+  prometheus::BuildGauge()
+      .Name(std::string(kPrefix) + "model_info")
+      .Help("The served model; always 1.")
+      .Register(*registry_)
+      .Add(labels)
+      .Set(1);
+}
 
 void ServingMetrics::UpdateEngine(const EngineSnapshot& s) {
   running_->Set(static_cast<double>(s.num_running));

@@ -25,11 +25,6 @@ namespace tessera::server {
 struct MetricsOptions {
   // Value of the `model_name` label on every series.
   std::string model_name = "default";
-  // Labels of tessera:model_info.
-  std::string architecture;
-  std::string device = "cpu";
-  std::string revision;
-  int64_t context_length = 0;
   // Also export every family under the vllm: prefix (for gateways that route on vLLM's names).
   bool emit_vllm_names = false;
 };
@@ -73,6 +68,10 @@ class ServingMetrics {
   // `code`: "invalid_argument", "resource_exhausted", "unavailable", "unauthenticated" or "other".
   void RecordRejected(const std::string& code);
   void SetReady(bool ready);
+  // Publishes tessera:model_info{architecture, device, revision, context_length} = 1 (once the
+  // model is loaded).
+  void SetModelInfo(const std::string& architecture, const std::string& device,
+                    const std::string& revision, int64_t context_length);
   void UpdateEngine(const EngineSnapshot& snapshot);
 
   // The Prometheus text exposition of everything.

@@ -38,12 +38,13 @@ TEST(ServingMetricsTest, ExportsDocumentedNamesAndPassesPromtool) {
   options.model_name = "tiny";
   options.emit_vllm_names = true;
   ServingMetrics metrics(options);
-  metrics.RecordFinished({"stop", 12, 5, absl::Milliseconds(3), absl::Milliseconds(20),
-                          absl::Milliseconds(80)});
+  metrics.RecordFinished(
+      {"stop", 12, 5, absl::Milliseconds(3), absl::Milliseconds(20), absl::Milliseconds(80)});
   metrics.RecordInterToken(absl::Milliseconds(10), 2);
   metrics.RecordMedia(1, 1.5);
   metrics.RecordRejected("invalid_argument");
   metrics.SetReady(true);
+  metrics.SetModelInfo("Gemma4", "cpu", "abc123", 4096);
   metrics.UpdateEngine({1, 2, 0.25, 0, 100, 40, 1, 3, 1});
   metrics.UpdateEngine({0, 0, 0.0, 0, 150, 40, 1, 3, 1});
   const std::string text = metrics.Serialize();
@@ -61,8 +62,10 @@ TEST(ServingMetricsTest, ExportsDocumentedNamesAndPassesPromtool) {
         text, p + "request_success_total{finished_reason=\"stop\",model_name=\"tiny\"} 1"));
     EXPECT_TRUE(absl::StrContains(
         text, p + "request_success_total{finished_reason=\"abort\",model_name=\"tiny\"} 0"));
-    EXPECT_TRUE(absl::StrContains(text, p + "time_to_first_token_seconds_count{model_name=\"tiny\"} 1"));
-    EXPECT_TRUE(absl::StrContains(text, p + "inter_token_latency_seconds_count{model_name=\"tiny\"} 2"));
+    EXPECT_TRUE(
+        absl::StrContains(text, p + "time_to_first_token_seconds_count{model_name=\"tiny\"} 1"));
+    EXPECT_TRUE(
+        absl::StrContains(text, p + "inter_token_latency_seconds_count{model_name=\"tiny\"} 2"));
     for (const char* h : {"e2e_request_latency_seconds", "request_queue_time_seconds",
                           "request_prefill_time_seconds", "request_decode_time_seconds"}) {
       EXPECT_TRUE(absl::StrContains(text, p + h + "_count{model_name=\"tiny\"} 1")) << h;

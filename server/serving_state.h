@@ -17,10 +17,13 @@ namespace tessera::server {
 
 class ServingState {
  public:
+  // `backend` may be null while the model loads (then SetBackend before SetReady(true)).
   ServingState(Backend* backend, ServingMetrics* metrics, ApiKeys keys, bool open_probes)
       : backend_(backend), metrics_(metrics), keys_(std::move(keys)), open_probes_(open_probes) {}
 
-  Backend* backend() const { return backend_; }
+  // Null until the model is loaded; callers that passed BeginRequest always see it set.
+  Backend* backend() const { return backend_.load(); }
+  void SetBackend(Backend* backend) { backend_.store(backend); }
   ServingMetrics* metrics() const { return metrics_; }
   const ApiKeys& keys() const { return keys_; }
   // Health, readiness and metrics are reachable without a key.
@@ -45,7 +48,7 @@ class ServingState {
   std::string ScrapeMetrics();
 
  private:
-  Backend* const backend_;
+  std::atomic<Backend*> backend_;
   ServingMetrics* const metrics_;
   const ApiKeys keys_;
   const bool open_probes_;
@@ -53,20 +56,6 @@ class ServingState {
   std::atomic<bool> draining_{false};
   absl::Mutex mu_;
   int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-};
-
-// Times one reply as the edge sees it, feeding inter-token latency and the per-request histograms.
-class ReplyTimer {
- public:
-  explicit ReplyTimer(ServingMetrics* metrics) : metrics_(metrics) {}
-  void OnDelta(const scheduler::TokenDelta& delta);
-  void OnCompletion(const scheduler::Completion& completion);
-  int64_t tokens() const { return tokens_; }
-
- private:
-  ServingMetrics* metrics_;
-  absl::Time last_token_ = absl::InfinitePast();
-  int64_t tokens_ = 0;
 };
 
 }  // namespace tessera::server
