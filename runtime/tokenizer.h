@@ -38,6 +38,11 @@ class Tokenizer {
 // Streaming detokenizer for one sequence: Push returns the text that became final with this token.
 // It never returns part of a UTF-8 character, and the concatenation of everything returned (plus
 // Flush) equals Decode of all ids pushed.
+//
+// Push is O(1) amortized per token: the decoders Tessera implements act on each token alone except
+// ByteFallback, which turns a run of consecutive <0xNN> tokens into text as a whole (all of it
+// U+FFFD when the run is not valid UTF-8, as Hugging Face's decoder does). So a token outside such
+// a run is final at once, and a byte run is held back until the token after it (or Flush).
 class IncrementalDecoder {
  public:
   explicit IncrementalDecoder(const Tokenizer* tokenizer, bool skip_special = false);
@@ -48,8 +53,11 @@ class IncrementalDecoder {
  private:
   const Tokenizer* tokenizer_;
   bool skip_special_;
-  std::vector<int32_t> ids_;
-  size_t emitted_bytes_ = 0;
+  // Ids not yet turned into text: a run of byte tokens, at most.
+  std::vector<int32_t> pending_;
 };
+
+// True for a ByteFallback token text "<0xNN>" (two hex digits); sets *byte.
+bool ParseByteToken(std::string_view token, uint8_t* byte);
 
 }  // namespace tessera::runtime
