@@ -26,6 +26,7 @@ PACKAGES=(
   kubectl                  # kustomize rendering of deploy/ in tests
   clang-14 libclang-rt-14-dev  # libFuzzer for tests/fuzz
   python3                  # small build helpers
+  python3-yaml             # deploy/ tests parse the rendered manifests and rule files
 )
 
 missing=()
