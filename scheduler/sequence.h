@@ -37,6 +37,7 @@ struct Sequence {
   // its last token and waits for GenerateInSession.
   bool generating = true;
   bool is_session = false;
+  void* owner = nullptr;  // The engine's per-request state holding this sequence.
 
   SequenceState state = SequenceState::kNew;
   // Set by the scheduler to the step that scheduled it (so one step never schedules it twice).

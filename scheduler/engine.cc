@@ -1,0 +1,867 @@
+#include "scheduler/engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "runtime/logging.h"
+#include "scheduler/kv_cache_manager.h"
+#include "scheduler/scheduler.h"
+#include "scheduler/stop_matcher.h"
+
+namespace tessera::scheduler {
+
+// ---------------------------------------------------------------------------------------------
+// RequestHandle
+
+bool RequestHandle::Next(RequestEvent* event, absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !queue_.empty() || finished_taken_;
+  };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&ready), timeout)) return false;
+  if (queue_.empty()) return false;  // The completion was taken before.
+  *event = std::move(queue_.front());
+  queue_.erase(queue_.begin());
+  if (std::holds_alternative<Completion>(*event)) finished_taken_ = true;
+  return true;
+}
+
+bool RequestHandle::Drain(std::vector<RequestEvent>* out) {
+  absl::MutexLock lock(&mu_);
+  for (auto& e : queue_) {
+    if (std::holds_alternative<Completion>(e)) finished_taken_ = true;
+    out->push_back(std::move(e));
+  }
+  queue_.clear();
+  return finished_taken_;
+}
+
+void RequestHandle::SetNotify(std::function<void()> notify) {
+  bool pending;
+  std::function<void()> copy;
+  {
+    absl::MutexLock lock(&mu_);
+    notify_ = std::move(notify);
+    pending = !queue_.empty();
+    copy = notify_;
+  }
+  if (pending && copy) copy();
+}
+
+void RequestHandle::Push(RequestEvent event) {
+  std::function<void()> notify;
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_pushed_) return;  // Nothing follows the completion.
+    if (std::holds_alternative<Completion>(event)) finished_pushed_ = true;
+    queue_.push_back(std::move(event));
+    notify = notify_;
+  }
+  if (notify) notify();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine internals
+
+namespace {
+
+struct SessionState;
+
+// Everything the engine keeps about one live request (or one session and its current turn).
+// Engine thread only, except `handle`.
+struct RequestState {
+  Sequence seq;
+  SessionState* session = nullptr;
+  std::shared_ptr<RequestHandle> handle;  // Null for a session between turns.
+  std::string turn_id;                    // Handle id (request id, or "<session>/<turn>").
+  runtime::SamplingParams sampling;
+  StoppingParams stopping;
+  std::vector<int32_t> stop_ids;  // Sorted.
+  absl::Time deadline = absl::InfiniteFuture();
+  int32_t max_output = 0;  // Output tokens allowed this turn.
+  int32_t turn_prompt_tokens = 0;
+  int32_t turn_cached_tokens = 0;  // Session turns: context already in KV when the turn began.
+  std::unique_ptr<runtime::IncrementalDecoder> decoder;  // Null without a tokenizer.
+  std::unique_ptr<StopStringMatcher> matcher;
+  // Timings of the current turn.
+  absl::Time arrival;
+  absl::Time first_scheduled = absl::InfiniteFuture();
+  absl::Time first_token = absl::InfiniteFuture();
+  absl::Time last_token = absl::InfiniteFuture();
+  std::vector<absl::Duration> itl;
+};
+
+struct SessionState {
+  SessionOptions options;
+  std::unique_ptr<RequestState> state;
+  absl::Time last_active;
+  int32_t turns = 0;
+};
+
+// What callers know about a session, kept under the engine mutex for synchronous validation.
+struct SessionInfo {
+  int32_t tokens = 0;
+  int32_t max_tokens = 0;
+  bool generating = false;
+};
+
+}  // namespace
+
+class EngineImpl {
+ public:
+  EngineImpl(const EngineOptions& options, runtime::ModelRunner* runner,
+             const runtime::Tokenizer* tokenizer, Clock* clock, EngineObserver* observer)
+      : options_(options),
+        runner_(runner),
+        tokenizer_(tokenizer),
+        clock_(clock),
+        observer_(observer),
+        kv_(runner->kv_spec(), options.enable_prefix_caching),
+        scheduler_({options.max_num_seqs, options.max_num_batched_tokens}, &kv_) {
+    eos_ids_ = options_.eos_token_ids;
+    std::sort(eos_ids_.begin(), eos_ids_.end());
+    // A lone sequence must always fit: output is capped by the smallest full-attention pool.
+    kv_capacity_tokens_ = options_.max_context_length;
+    for (const auto& g : runner->kv_spec().groups) {
+      if (g.window <= 0) {
+        kv_capacity_tokens_ = std::min(kv_capacity_tokens_, g.num_blocks * g.block_size);
+      }
+    }
+    UpdateStatsLocked();
+  }
+
+  ~EngineImpl() { Shutdown(); }
+
+  void Start() {
+    if (options_.start_loop_thread) thread_ = std::thread([this] { Loop(); });
+  }
+
+  void Shutdown() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopped_) return;
+      stopped_ = true;
+    }
+    if (thread_.joinable()) thread_.join();
+    // Abort everything still live.
+    const absl::Status status = absl::UnavailableError("the engine shut down");
+    std::vector<std::unique_ptr<RequestState>> incoming;
+    {
+      absl::MutexLock lock(&mu_);
+      incoming.swap(incoming_);
+    }
+    for (auto& r : incoming) {
+      if (r->handle) r->handle->Push(Completion{FinishReason::kAbort, status, {}, {}, {}});
+    }
+    std::vector<RequestState*> live;
+    for (auto& [id, r] : live_) live.push_back(r.get());
+    for (RequestState* r : live) Finish(r, FinishReason::kAbort, status);
+    for (auto& [id, s] : sessions_) {
+      if (s->state->handle != nullptr) Finish(s->state.get(), FinishReason::kAbort, status);
+      if (s->state->seq.state != SequenceState::kNew) scheduler_.Remove(&s->state->seq);
+    }
+  }
+
+  absl::StatusOr<std::shared_ptr<RequestHandle>> Submit(GenerateRequest request);
+  absl::Status Abort(const std::string& id) {
+    absl::MutexLock lock(&mu_);
+    if (!live_ids_.contains(id)) {
+      return absl::NotFoundError(absl::StrCat("no live request with id \"", id, "\""));
+    }
+    aborts_.push_back(id);
+    return absl::OkStatus();
+  }
+  EngineStats Stats() const {
+    absl::MutexLock lock(&mu_);
+    return stats_;
+  }
+  absl::StatusOr<std::string> OpenSession(const SessionOptions& options);
+  absl::Status AppendToSession(const std::string& id, std::vector<int32_t> tokens,
+                               std::vector<runtime::MediaRun> media);
+  absl::StatusOr<std::shared_ptr<RequestHandle>> GenerateInSession(
+      const std::string& id, const runtime::SamplingParams& sampling,
+      const StoppingParams& stopping);
+  absl::Status CloseSession(const std::string& id);
+
+  // One step boundary plus one model step. False when there was nothing to run.
+  bool StepOnce();
+  bool ManualStep() {
+    if (options_.start_loop_thread) return false;  // The loop thread owns the steps.
+    return StepOnce();
+  }
+
+ private:
+  void Loop();
+  absl::Status ValidateMedia(const std::vector<runtime::MediaRun>& media, int32_t num_tokens) const;
+  void InitTurn(RequestState* r, const runtime::SamplingParams& sampling,
+                const StoppingParams& stopping, int32_t context_limit);
+  void ApplyBoundary(absl::Time now);
+  void HandleToken(RequestState* r, const runtime::SampleResult& sampled, absl::Time now);
+  // Ends the current turn (or request): pushes `delta` if non-empty and the completion.
+  void Finish(RequestState* r, FinishReason reason, absl::Status status,
+              TokenDelta* delta = nullptr, std::optional<std::string> stop_string = std::nullopt,
+              std::optional<int32_t> stop_token = std::nullopt);
+  void CloseSessionNow(const std::string& id);
+  void UpdateStatsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const EngineOptions options_;
+  runtime::ModelRunner* const runner_;
+  const runtime::Tokenizer* const tokenizer_;
+  Clock* const clock_;
+  EngineObserver* const observer_;
+  std::vector<int32_t> eos_ids_;
+  int32_t kv_capacity_tokens_ = 0;
+
+  // Engine thread only.
+  KvCacheManager kv_;
+  Scheduler scheduler_;
+  absl::flat_hash_map<std::string, std::unique_ptr<RequestState>> live_;  // By turn id.
+  absl::flat_hash_map<std::string, std::unique_ptr<SessionState>> sessions_;
+  absl::flat_hash_set<RequestState*> with_deadline_;
+  uint64_t next_seq_id_ = 1;
+  uint64_t next_arrival_ = 1;
+  int64_t steps_ = 0;
+  int64_t prompt_tokens_computed_ = 0;
+  int64_t generation_tokens_ = 0;
+  int64_t requests_finished_ = 0;
+  std::thread thread_;
+
+  // Shared with callers.
+  mutable absl::Mutex mu_;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::unique_ptr<RequestState>> incoming_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> aborts_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::function<void()>> ops_ ABSL_GUARDED_BY(mu_);  // Session ops, in call order.
+  absl::flat_hash_set<std::string> live_ids_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, SessionInfo> session_info_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_request_number_ ABSL_GUARDED_BY(mu_) = 1;
+  int32_t waiting_snapshot_ ABSL_GUARDED_BY(mu_) = 0;
+  EngineStats stats_ ABSL_GUARDED_BY(mu_);
+};
+
+absl::Status EngineImpl::ValidateMedia(const std::vector<runtime::MediaRun>& media,
+                                       int32_t num_tokens) const {
+  int32_t prev_end = 0;
+  for (size_t i = 0; i < media.size(); ++i) {
+    const auto& run = media[i];
+    if (run.item == nullptr || run.item->num_rows <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat("media run ", i, " has no rows"));
+    }
+    if (run.start < prev_end || run.end() > num_tokens) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("media run ", i, " at [", run.start, ", ", run.end(),
+                       ") overlaps another or lies outside the ", num_tokens, " tokens"));
+    }
+    if (run.item->num_rows > options_.max_num_batched_tokens) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("media item ", i, " has ", run.item->num_rows,
+                       " rows; a step computes at most max_num_batched_tokens = ",
+                       options_.max_num_batched_tokens, " and a media run is never split"));
+    }
+    prev_end = run.end();
+  }
+  return absl::OkStatus();
+}
+
+void EngineImpl::InitTurn(RequestState* r, const runtime::SamplingParams& sampling,
+                          const StoppingParams& stopping, int32_t context_limit) {
+  r->sampling = sampling;
+  r->stopping = stopping;
+  r->stop_ids = stopping.stop_token_ids;
+  if (!stopping.ignore_eos) r->stop_ids.insert(r->stop_ids.end(), eos_ids_.begin(), eos_ids_.end());
+  std::sort(r->stop_ids.begin(), r->stop_ids.end());
+  r->stop_ids.erase(std::unique(r->stop_ids.begin(), r->stop_ids.end()), r->stop_ids.end());
+  const int32_t room = std::min(context_limit, kv_capacity_tokens_) - r->seq.num_tokens();
+  r->max_output = stopping.max_tokens > 0 ? std::min(stopping.max_tokens, room) : room;
+  r->turn_prompt_tokens = r->seq.num_tokens();
+  r->turn_cached_tokens = r->seq.num_computed;
+  r->decoder = tokenizer_ == nullptr ? nullptr
+                                     : std::make_unique<runtime::IncrementalDecoder>(
+                                           tokenizer_, /*skip_special=*/true);
+  r->matcher = std::make_unique<StopStringMatcher>(stopping.stop_strings);
+  r->first_scheduled = r->first_token = r->last_token = absl::InfiniteFuture();
+  r->itl.clear();
+  r->seq.output.clear();
+}
+
+absl::StatusOr<std::shared_ptr<RequestHandle>> EngineImpl::Submit(GenerateRequest request) {
+  const int32_t n = request.prompt.size();
+  if (n == 0) return absl::InvalidArgumentError("the prompt is empty");
+  if (n >= options_.max_context_length) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the prompt has ", n, " tokens; the context length is ",
+                     options_.max_context_length, " and at least one output token must fit"));
+  }
+  if (n >= kv_capacity_tokens_) {
+    return absl::InvalidArgumentError(absl::StrCat("the prompt has ", n,
+                                                   " tokens; the KV cache holds at most ",
+                                                   kv_capacity_tokens_, " tokens of one sequence"));
+  }
+  if (absl::Status s = ValidateMedia(request.prompt.media, n); !s.ok()) return s;
+  const absl::Time now = clock_->Now();
+  auto r = std::make_unique<RequestState>();
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return absl::UnavailableError("the engine is shutting down");
+    if (request.request_id.empty()) {
+      request.request_id = absl::StrCat("req-", next_request_number_++);
+    }
+    if (live_ids_.contains(request.request_id)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("request id \"", request.request_id, "\" is already in use"));
+    }
+    const int32_t waiting = waiting_snapshot_ + static_cast<int32_t>(incoming_.size());
+    if (waiting >= options_.max_queue_length) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(waiting, " requests are waiting; the queue limit (max_queue_length) is ",
+                       options_.max_queue_length));
+    }
+    live_ids_.insert(request.request_id);
+  }
+  r->seq.owner = r.get();
+  r->turn_id = request.request_id;
+  r->handle = std::make_shared<RequestHandle>(request.request_id);
+  r->seq.request_id = request.request_id;
+  r->seq.priority = request.priority;
+  r->seq.arrival = request.arrival == absl::InfinitePast() ? now : request.arrival;
+  r->arrival = r->seq.arrival;
+  r->deadline = request.deadline;
+  r->seq.prompt = std::move(request.prompt.token_ids);
+  r->seq.media = std::move(request.prompt.media);
+  r->seq.root_key = RootKey(options_.model_identity, request.cache_salt);
+  InitTurn(r.get(), request.sampling, request.stopping, options_.max_context_length);
+  auto handle = r->handle;
+  {
+    absl::MutexLock lock(&mu_);
+    incoming_.push_back(std::move(r));
+  }
+  return handle;
+}
+
+absl::StatusOr<std::string> EngineImpl::OpenSession(const SessionOptions& options) {
+  SessionOptions opts = options;
+  if (opts.ttl <= absl::ZeroDuration()) opts.ttl = options_.session_ttl;
+  if (opts.max_tokens <= 0) opts.max_tokens = options_.max_session_tokens;
+  opts.max_tokens = std::min({opts.max_tokens, options_.max_context_length, kv_capacity_tokens_});
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return absl::UnavailableError("the engine is shutting down");
+    if (static_cast<int32_t>(session_info_.size()) >= options_.max_sessions) {
+      return absl::ResourceExhaustedError(absl::StrCat(session_info_.size(),
+                                                       " sessions are open; the limit "
+                                                       "(max_sessions) is ",
+                                                       options_.max_sessions));
+    }
+    if (opts.session_id.empty()) opts.session_id = absl::StrCat("session-", next_request_number_++);
+    if (session_info_.contains(opts.session_id)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("session id \"", opts.session_id, "\" is already open"));
+    }
+    session_info_[opts.session_id] = SessionInfo{0, opts.max_tokens, false};
+    ops_.push_back([this, opts] {
+      auto s = std::make_unique<SessionState>();
+      s->options = opts;
+      s->last_active = clock_->Now();
+      s->state = std::make_unique<RequestState>();
+      RequestState* r = s->state.get();
+      r->session = s.get();
+      r->seq.owner = r;
+      r->turn_id = opts.session_id;
+      r->seq.request_id = opts.session_id;
+      r->seq.id = next_seq_id_++;
+      r->seq.priority = opts.priority;
+      r->seq.arrival = clock_->Now();
+      r->seq.arrival_order = next_arrival_++;
+      r->seq.is_session = true;
+      r->seq.generating = false;
+      r->seq.root_key = RootKey(options_.model_identity, opts.cache_salt);
+      kv_.InitSequence(&r->seq);
+      sessions_[opts.session_id] = std::move(s);
+    });
+  }
+  return opts.session_id;
+}
+
+absl::Status EngineImpl::AppendToSession(const std::string& id, std::vector<int32_t> tokens,
+                                         std::vector<runtime::MediaRun> media) {
+  if (absl::Status s = ValidateMedia(media, static_cast<int32_t>(tokens.size())); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  auto it = session_info_.find(id);
+  if (it == session_info_.end()) {
+    return absl::NotFoundError(absl::StrCat("no open session \"", id, "\""));
+  }
+  SessionInfo& info = it->second;
+  if (info.generating) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("session \"", id, "\" is generating a reply; append after it completes"));
+  }
+  const int32_t total = info.tokens + static_cast<int32_t>(tokens.size());
+  if (total >= info.max_tokens) {
+    return absl::ResourceExhaustedError(absl::StrCat("session \"", id, "\" would hold ", total,
+                                                     " tokens; its limit is ", info.max_tokens,
+                                                     " (leaving room for a reply)"));
+  }
+  info.tokens = total;
+  ops_.push_back([this, id, tokens = std::move(tokens), media = std::move(media)]() mutable {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return;
+    SessionState* s = it->second.get();
+    Sequence& seq = s->state->seq;
+    const int32_t offset = seq.num_tokens();
+    for (auto& run : media) {
+      run.start += offset;
+      seq.media.push_back(std::move(run));
+    }
+    seq.prompt.insert(seq.prompt.end(), tokens.begin(), tokens.end());
+    s->last_active = clock_->Now();
+    if (seq.state == SequenceState::kNew || seq.state == SequenceState::kDone) {
+      scheduler_.AddWaiting(&seq);
+    }
+  });
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<RequestHandle>> EngineImpl::GenerateInSession(
+    const std::string& id, const runtime::SamplingParams& sampling,
+    const StoppingParams& stopping) {
+  std::shared_ptr<RequestHandle> handle;
+  absl::MutexLock lock(&mu_);
+  auto it = session_info_.find(id);
+  if (it == session_info_.end()) {
+    return absl::NotFoundError(absl::StrCat("no open session \"", id, "\""));
+  }
+  SessionInfo& info = it->second;
+  if (info.generating) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("session \"", id, "\" is already generating a reply"));
+  }
+  if (info.tokens == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("session \"", id, "\" has no context to reply to"));
+  }
+  info.generating = true;
+  const std::string turn_id = absl::StrCat(id, "/", next_request_number_++);
+  live_ids_.insert(turn_id);
+  handle = std::make_shared<RequestHandle>(turn_id);
+  ops_.push_back([this, id, turn_id, handle, sampling, stopping] {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return;
+    SessionState* s = it->second.get();
+    RequestState* r = s->state.get();
+    r->handle = handle;
+    r->turn_id = turn_id;
+    r->arrival = clock_->Now();
+    r->deadline = absl::InfiniteFuture();
+    ++s->turns;
+    InitTurn(r, sampling, stopping, s->options.max_tokens);
+    r->seq.generating = true;
+    if (r->seq.state == SequenceState::kNew || r->seq.state == SequenceState::kDone) {
+      scheduler_.AddWaiting(&r->seq);
+    }
+  });
+  return handle;
+}
+
+absl::Status EngineImpl::CloseSession(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  if (session_info_.erase(id) == 0) {
+    return absl::NotFoundError(absl::StrCat("no open session \"", id, "\""));
+  }
+  ops_.push_back([this, id] { CloseSessionNow(id); });
+  return absl::OkStatus();
+}
+
+void EngineImpl::CloseSessionNow(const std::string& id) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  RequestState* r = it->second->state.get();
+  if (r->handle != nullptr) {
+    Finish(r, FinishReason::kAbort, absl::CancelledError("the session was closed"));
+  }
+  // Its full blocks stay in the prefix cache (freed tail first).
+  if (r->seq.state != SequenceState::kNew) scheduler_.Remove(&r->seq);
+  sessions_.erase(it);
+  absl::MutexLock lock(&mu_);
+  session_info_.erase(id);
+}
+
+void EngineImpl::ApplyBoundary(absl::Time now) {
+  std::vector<std::unique_ptr<RequestState>> incoming;
+  std::vector<std::string> aborts;
+  std::vector<std::function<void()>> ops;
+  {
+    absl::MutexLock lock(&mu_);
+    incoming.swap(incoming_);
+    aborts.swap(aborts_);
+    ops.swap(ops_);
+  }
+  for (auto& r : incoming) {
+    RequestState* raw = r.get();
+    raw->seq.id = next_seq_id_++;
+    raw->seq.arrival_order = next_arrival_++;
+    kv_.InitSequence(&raw->seq);
+    if (raw->deadline != absl::InfiniteFuture()) with_deadline_.insert(raw);
+    live_[raw->turn_id] = std::move(r);
+    scheduler_.AddWaiting(&raw->seq);
+  }
+  for (auto& op : ops) op();
+  for (const std::string& id : aborts) {
+    auto it = live_.find(id);
+    if (it != live_.end()) {
+      Finish(it->second.get(), FinishReason::kAbort, absl::CancelledError("aborted"));
+      continue;
+    }
+    // A session turn: "<session>/<n>".
+    for (auto& [sid, s] : sessions_) {
+      if (s->state->handle != nullptr && s->state->turn_id == id) {
+        Finish(s->state.get(), FinishReason::kAbort, absl::CancelledError("aborted"));
+        break;
+      }
+    }
+  }
+  if (!with_deadline_.empty()) {
+    std::vector<RequestState*> expired;
+    for (RequestState* r : with_deadline_) {
+      if (r->deadline <= now) expired.push_back(r);
+    }
+    for (RequestState* r : expired) {
+      Finish(r, FinishReason::kAbort,
+             absl::DeadlineExceededError(absl::StrCat("the request's deadline passed after ",
+                                                      absl::FormatDuration(now - r->arrival))));
+    }
+  }
+  std::vector<std::string> idle;
+  for (auto& [sid, s] : sessions_) {
+    if (s->state->handle == nullptr && s->last_active + s->options.ttl <= now) idle.push_back(sid);
+  }
+  for (const auto& sid : idle) {
+    TESSERA_LOG(INFO) << "session " << sid << " expired after its TTL";
+    CloseSessionNow(sid);
+  }
+}
+
+void EngineImpl::Finish(RequestState* r, FinishReason reason, absl::Status status,
+                        TokenDelta* delta, std::optional<std::string> stop_string,
+                        std::optional<int32_t> stop_token) {
+  const absl::Time now = clock_->Now();
+  if (reason == FinishReason::kStop || reason == FinishReason::kLength) {
+    // Whatever text is still held back is final now.
+    TokenDelta local;
+    TokenDelta* d = delta != nullptr ? delta : &local;
+    if (!stop_string.has_value()) {
+      std::optional<std::string> matched;
+      d->text += r->matcher->Append(r->decoder ? r->decoder->Flush() : "", &matched);
+      if (matched) {
+        stop_string = matched;
+      } else {
+        d->text += r->matcher->Flush();
+      }
+    }
+    if (!d->token_ids.empty() || !d->text.empty()) r->handle->Push(std::move(*d));
+  } else if (delta != nullptr && !delta->token_ids.empty()) {
+    r->handle->Push(std::move(*delta));
+  }
+  Completion c;
+  c.reason = reason;
+  c.status = status;
+  c.stop_string = stop_string;
+  c.stop_token = stop_token;
+  c.usage.prompt_tokens = r->turn_prompt_tokens;
+  c.usage.cached_prompt_tokens =
+      r->session == nullptr ? r->seq.cached_prompt_tokens : r->turn_cached_tokens;
+  c.usage.completion_tokens = static_cast<int32_t>(r->seq.output.size());
+  const bool scheduled = r->first_scheduled != absl::InfiniteFuture();
+  const bool has_token = r->first_token != absl::InfiniteFuture();
+  c.usage.queue_time = (scheduled ? r->first_scheduled : now) - r->arrival;
+  c.usage.time_to_first_token = has_token ? r->first_token - r->arrival : absl::ZeroDuration();
+  c.usage.total_time = now - r->arrival;
+  if (observer_ != nullptr) {
+    RequestTimings t;
+    t.request_id = r->turn_id;
+    t.reason = reason;
+    t.prompt_tokens = c.usage.prompt_tokens;
+    t.cached_prompt_tokens = c.usage.cached_prompt_tokens;
+    t.completion_tokens = c.usage.completion_tokens;
+    t.queue_time = c.usage.queue_time;
+    t.time_to_first_token = c.usage.time_to_first_token;
+    t.prefill_time =
+        scheduled && has_token ? r->first_token - r->first_scheduled : absl::ZeroDuration();
+    t.decode_time = has_token ? r->last_token - r->first_token : absl::ZeroDuration();
+    t.e2e_time = c.usage.total_time;
+    t.inter_token_latencies = r->itl;
+    observer_->OnRequestFinished(t);
+  }
+  r->handle->Push(std::move(c));
+  ++requests_finished_;
+  const std::string turn_id = r->turn_id;
+  {
+    absl::MutexLock lock(&mu_);
+    live_ids_.erase(turn_id);
+    if (r->session != nullptr) {
+      auto it = session_info_.find(r->session->options.session_id);
+      if (it != session_info_.end()) {
+        it->second.generating = false;
+        it->second.tokens += static_cast<int32_t>(r->seq.output.size());
+      }
+    }
+  }
+  if (r->session != nullptr) {
+    // The reply joins the context; the session keeps its blocks (unless the step failed: then
+    // nothing is known about the KV it wrote and it is recomputed when it next runs).
+    Sequence& seq = r->seq;
+    seq.prompt.insert(seq.prompt.end(), seq.output.begin(), seq.output.end());
+    seq.output.clear();
+    seq.generating = false;
+    r->handle = nullptr;
+    r->session->last_active = now;
+    if (reason == FinishReason::kError) scheduler_.Remove(&seq);
+    return;
+  }
+  scheduler_.Remove(&r->seq);
+  with_deadline_.erase(r);
+  live_.erase(turn_id);  // Destroys r.
+}
+
+void EngineImpl::HandleToken(RequestState* r, const runtime::SampleResult& sampled,
+                             absl::Time now) {
+  Sequence& seq = r->seq;
+  const int32_t token = sampled.token;
+  seq.output.push_back(token);
+  ++generation_tokens_;
+  if (r->first_token == absl::InfiniteFuture()) {
+    r->first_token = now;
+  } else {
+    r->itl.push_back(now - r->last_token);
+  }
+  r->last_token = now;
+  TokenDelta delta;
+  delta.token_ids.push_back(token);
+  if (r->sampling.logprobs || r->sampling.top_logprobs > 0) {
+    delta.logprobs.push_back(TokenLogprob{token, sampled.logprob, sampled.top});
+  }
+  const int32_t count = static_cast<int32_t>(seq.output.size());
+  if (std::binary_search(r->stop_ids.begin(), r->stop_ids.end(), token) &&
+      count > r->stopping.min_tokens - 1) {
+    Finish(r, FinishReason::kStop, absl::OkStatus(), &delta, std::nullopt, token);
+    return;
+  }
+  std::optional<std::string> matched;
+  delta.text = r->matcher->Append(r->decoder ? r->decoder->Push(token) : "", &matched);
+  if (matched) {
+    Finish(r, FinishReason::kStop, absl::OkStatus(), &delta, matched);
+    return;
+  }
+  if (count >= r->max_output) {
+    Finish(r, FinishReason::kLength, absl::OkStatus(), &delta);
+    return;
+  }
+  r->handle->Push(std::move(delta));
+}
+
+bool EngineImpl::StepOnce() {
+  const absl::Time now = clock_->Now();
+  ApplyBoundary(now);
+  StepSchedule step = scheduler_.Schedule();
+  if (observer_ != nullptr) {
+    for (Sequence* s : step.preempted) observer_->OnPreemption(s->request_id);
+  }
+  if (step.empty()) {
+    absl::MutexLock lock(&mu_);
+    UpdateStatsLocked();
+    return false;
+  }
+  // The owner of each scheduled sequence: a plain request or a session.
+  std::vector<RequestState*> owners;
+  owners.reserve(step.chunks.size());
+  runtime::BatchPlan plan;
+  plan.seqs.resize(step.chunks.size());
+  int32_t prefill_tokens = 0, decode_tokens = 0;
+  for (size_t i = 0; i < step.chunks.size(); ++i) {
+    const ScheduledChunk& ch = step.chunks[i];
+    Sequence* seq = ch.seq;
+    RequestState* r = static_cast<RequestState*>(seq->owner);
+    owners.push_back(r);
+    if (r->handle != nullptr && r->first_scheduled == absl::InfiniteFuture()) {
+      r->first_scheduled = now;
+    }
+    runtime::SequencePlan& sp = plan.seqs[i];
+    sp.seq_id = seq->id;
+    sp.start_pos = ch.start;
+    const int32_t end = ch.start + ch.num_tokens;
+    sp.token_ids.resize(ch.num_tokens);
+    for (int32_t p = ch.start; p < end; ++p) sp.token_ids[p - ch.start] = seq->TokenAt(p);
+    if (!seq->media.empty()) {
+      auto it = std::upper_bound(
+          seq->media.begin(), seq->media.end(), ch.start,
+          [](int32_t pos, const runtime::MediaRun& run) { return pos < run.end(); });
+      for (; it != seq->media.end() && it->start < end; ++it) {
+        const int32_t b = std::max(ch.start, it->start);
+        const int32_t e = std::min(end, it->end());
+        sp.media.push_back({it->item.get(), b - it->start, b - ch.start, e - b});
+        if (it->bidirectional()) sp.bidirectional.push_back({it->start, it->end()});
+      }
+    }
+    sp.block_tables = seq->block_tables;
+    sp.sample = ch.sample;
+    if (ch.sample) {
+      sp.sampling = r->sampling;
+      sp.sampling_context.prompt_tokens = &seq->prompt;
+      sp.sampling_context.output_tokens = &seq->output;
+      sp.sampling_context.step = seq->output.size();
+      if (static_cast<int32_t>(seq->output.size()) < r->stopping.min_tokens) {
+        sp.sampling_context.banned_tokens = r->stop_ids;
+      }
+    }
+    if (ch.num_tokens == 1 && !seq->output.empty()) {
+      ++decode_tokens;
+    } else {
+      prefill_tokens += ch.num_tokens;
+    }
+  }
+  runtime::StepOutput out;
+  const absl::Status status = runner_->Execute(plan, &out);
+  const absl::Time done = clock_->Now();
+  ++steps_;
+  prompt_tokens_computed_ += prefill_tokens;
+  if (!status.ok()) {
+    TESSERA_LOG(ERROR) << "step " << steps_ << " failed for " << owners.size()
+                       << " sequences: " << status;
+    for (RequestState* r : owners) {
+      if (r->handle != nullptr) {
+        Finish(r, FinishReason::kError, status);
+      } else {
+        scheduler_.Remove(&r->seq);  // An idle session's prefill: recomputed when it next runs.
+      }
+    }
+  } else if (out.seqs.size() != plan.seqs.size()) {
+    const absl::Status bad = absl::InternalError(absl::StrCat(
+        "the runner returned ", out.seqs.size(), " outputs for ", plan.seqs.size(), " sequences"));
+    for (RequestState* r : owners) {
+      if (r->handle != nullptr) {
+        Finish(r, FinishReason::kError, bad);
+      } else {
+        scheduler_.Remove(&r->seq);
+      }
+    }
+  } else {
+    for (size_t i = 0; i < owners.size(); ++i) {
+      RequestState* r = owners[i];
+      const ScheduledChunk& ch = step.chunks[i];
+      r->seq.num_computed = ch.start + ch.num_tokens;
+      kv_.OnComputed(&r->seq);
+      if (ch.sample) HandleToken(r, out.seqs[i].sampled, done);
+    }
+  }
+  if (observer_ != nullptr) observer_->OnStep(prefill_tokens, decode_tokens, done - now);
+  absl::MutexLock lock(&mu_);
+  UpdateStatsLocked();
+  return true;
+}
+
+void EngineImpl::UpdateStatsLocked() {
+  stats_.running = scheduler_.num_running();
+  stats_.waiting = scheduler_.num_waiting();
+  waiting_snapshot_ = stats_.waiting;
+  stats_.sessions = static_cast<int32_t>(session_info_.size());
+  stats_.kv.resize(kv_.num_groups());
+  for (int32_t g = 0; g < kv_.num_groups(); ++g) {
+    stats_.kv[g].name = kv_.group(g).name;
+    stats_.kv[g].num_blocks = kv_.pool(g).num_blocks();
+    stats_.kv[g].used_blocks = kv_.pool(g).num_used();
+    stats_.kv[g].cached_blocks = kv_.pool(g).num_cached_free();
+  }
+  stats_.prefix_query_tokens = scheduler_.prefix_query_tokens();
+  stats_.prefix_hit_tokens = scheduler_.prefix_hit_tokens();
+  stats_.preemptions = scheduler_.preemptions();
+  stats_.steps = steps_;
+  stats_.prompt_tokens_computed = prompt_tokens_computed_;
+  stats_.generation_tokens = generation_tokens_;
+  stats_.requests_finished = requests_finished_;
+}
+
+void EngineImpl::Loop() {
+  bool busy = false;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!busy) {
+        // Sleep until a caller hands over work, or briefly (deadlines and session TTLs).
+        auto has_input = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stopped_ || !incoming_.empty() || !aborts_.empty() || !ops_.empty();
+        };
+        mu_.AwaitWithTimeout(absl::Condition(&has_input), absl::Milliseconds(10));
+      }
+      if (stopped_) return;
+    }
+    busy = StepOnce();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options,
+                                                       runtime::ModelRunner* runner,
+                                                       const runtime::Tokenizer* tokenizer,
+                                                       Clock* clock, EngineObserver* observer) {
+  if (runner == nullptr) return absl::InvalidArgumentError("the engine needs a ModelRunner");
+  const auto& spec = runner->kv_spec();
+  if (spec.groups.empty()) return absl::InvalidArgumentError("the runner has no KV groups");
+  if (options.max_num_seqs <= 0 || options.max_num_batched_tokens <= 0 ||
+      options.max_context_length <= 1 || options.max_queue_length < 0) {
+    return absl::InvalidArgumentError(
+        "max_num_seqs, max_num_batched_tokens and max_context_length must be positive");
+  }
+  for (const auto& g : spec.groups) {
+    if (g.block_size <= 0 || g.num_blocks <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat("KV group ", g.name, " has ", g.num_blocks,
+                                                     " blocks of ", g.block_size, " tokens"));
+    }
+    if (g.window > 0) {
+      // One sequence's chunk must fit: the window behind it plus the chunk itself.
+      const int64_t need =
+          (static_cast<int64_t>(g.window) + options.max_num_batched_tokens) / g.block_size + 2;
+      if (g.num_blocks < need) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("sliding KV group ", g.name, " has ", g.num_blocks,
+                         " blocks; one sequence needs up to ", need, " (window ", g.window,
+                         " + max_num_batched_tokens ", options.max_num_batched_tokens, ")"));
+      }
+    }
+  }
+  if (clock == nullptr) clock = RealClock::Get();
+  auto impl = std::make_unique<EngineImpl>(options, runner, tokenizer, clock, observer);
+  impl->Start();
+  return std::unique_ptr<Engine>(new Engine(std::move(impl)));
+}
+
+Engine::Engine(std::unique_ptr<EngineImpl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() { impl_->Shutdown(); }
+
+absl::StatusOr<std::shared_ptr<RequestHandle>> Engine::Submit(GenerateRequest request) {
+  return impl_->Submit(std::move(request));
+}
+absl::Status Engine::Abort(const std::string& request_id) { return impl_->Abort(request_id); }
+EngineStats Engine::Stats() const { return impl_->Stats(); }
+absl::StatusOr<std::string> Engine::OpenSession(const SessionOptions& options) {
+  return impl_->OpenSession(options);
+}
+absl::Status Engine::AppendToSession(const std::string& session_id, std::vector<int32_t> tokens,
+                                     std::vector<runtime::MediaRun> media) {
+  return impl_->AppendToSession(session_id, std::move(tokens), std::move(media));
+}
+absl::StatusOr<std::shared_ptr<RequestHandle>> Engine::GenerateInSession(
+    const std::string& session_id, const runtime::SamplingParams& sampling,
+    const StoppingParams& stopping) {
+  return impl_->GenerateInSession(session_id, sampling, stopping);
+}
+absl::Status Engine::CloseSession(const std::string& session_id) {
+  return impl_->CloseSession(session_id);
+}
+bool Engine::Step() { return impl_->ManualStep(); }
+
+}  // namespace tessera::scheduler
