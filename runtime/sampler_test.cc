@@ -1,8 +1,10 @@
 #include "runtime/sampler.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <vector>
@@ -188,6 +190,47 @@ TEST(SamplerTest, TopKRenormalisesOverTheKBest) {
   // Keeps 1, 4, 0.
   std::vector<double> expected = Softmax({1.0f, 2.0f, -kInf, -kInf, 1.5f, -kInf}, 1.0);
   ExpectMatches(Histogram(logits, p, n), expected, n);
+}
+
+TEST(SamplerTest, AllPathsDrawTheSameTokenFromTheSameWeights) {
+  // The dense path (no top-k/top-p), the heap top-k path and the nth_element top-k path must agree
+  // exactly when top-k drops only a token of weight 0: same weights, same id order, same sums.
+  for (int32_t vocab : {100, 5000}) {  // k = vocab - 1: heap path at 100, nth_element at 5000.
+    std::vector<float> logits(vocab);
+    for (int32_t i = 0; i < vocab; ++i) logits[i] = std::sin(i * 0.7f) * 4.0f;
+    logits[vocab / 2] = -1e30f;  // Finite, but exp((l - max) / T) is exactly 0.
+    SamplingParams dense;
+    dense.temperature = 0.8f;
+    dense.seed = 5;
+    SamplingParams top_k = dense;
+    top_k.top_k = vocab - 1;
+    for (uint64_t step = 0; step < 200; ++step) {
+      SamplingContext c;
+      c.step = step;
+      const int32_t a = Sample(logits.data(), vocab, dense, c).token;
+      EXPECT_EQ(a, Sample(logits.data(), vocab, top_k, c).token) << vocab << " " << step;
+      EXPECT_NE(a, vocab / 2);
+    }
+  }
+}
+
+TEST(SamplerTest, LargeTopKKeepsOnlyTheKBest) {
+  // k above the heap limit: the nth_element path.
+  const int32_t vocab = 20000;
+  std::vector<float> logits(vocab);
+  for (int32_t i = 0; i < vocab; ++i) logits[i] = std::sin(i * 12.9898f) * 2.0f;
+  std::vector<float> sorted = logits;
+  std::nth_element(sorted.begin(), sorted.begin() + 4999, sorted.end(), std::greater<float>());
+  const float kth = sorted[4999];
+  SamplingParams p;
+  p.top_k = 5000;
+  std::vector<int> counts = Histogram(logits, p, 500);
+  int drawn = 0;
+  for (int32_t i = 0; i < vocab; ++i) {
+    if (logits[i] < kth) EXPECT_EQ(counts[i], 0) << i;
+    drawn += counts[i];
+  }
+  EXPECT_EQ(drawn, 500);
 }
 
 TEST(SamplerTest, TopPKeepsTheTokenThatCrossesTheThreshold) {
