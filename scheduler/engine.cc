@@ -189,6 +189,7 @@ class EngineImpl {
 
   // One step boundary plus one model step. False when there was nothing to run.
   bool StepOnce();
+  absl::Status CheckConsistency() const;
   bool ManualStep() {
     if (options_.start_loop_thread) return false;  // The loop thread owns the steps.
     return StepOnce();
@@ -762,6 +763,35 @@ bool EngineImpl::StepOnce() {
   return true;
 }
 
+absl::Status EngineImpl::CheckConsistency() const {
+  if (!kv_.CheckInvariants()) return absl::InternalError("a block pool is inconsistent");
+  for (int32_t g = 0; g < kv_.num_groups(); ++g) {
+    std::vector<int32_t> refs(kv_.pool(g).num_blocks(), 0);
+    for (const Sequence* seq : scheduler_.running()) {
+      for (int32_t b : seq->block_tables[g]) {
+        if (b != runtime::kReleasedBlock) ++refs[b];
+      }
+    }
+    for (int32_t b = 0; b < kv_.pool(g).num_blocks(); ++b) {
+      if (refs[b] != kv_.pool(g).ref_count(b)) {
+        return absl::InternalError(absl::StrCat("group ", g, " block ", b, " has ref count ",
+                                                kv_.pool(g).ref_count(b), " but ", refs[b],
+                                                " table entries"));
+      }
+    }
+  }
+  for (const auto& [id, r] : live_) {
+    if (r->seq.state != SequenceState::kWaiting && r->seq.state != SequenceState::kRunning) {
+      return absl::InternalError(
+          absl::StrCat("live request ", id, " is neither queued nor running"));
+    }
+    if (r->seq.state == SequenceState::kWaiting && r->seq.num_computed != 0) {
+      return absl::InternalError(absl::StrCat("waiting request ", id, " holds KV"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 void EngineImpl::UpdateStatsLocked() {
   stats_.running = scheduler_.num_running();
   stats_.waiting = scheduler_.num_waiting();
@@ -863,5 +893,6 @@ absl::Status Engine::CloseSession(const std::string& session_id) {
   return impl_->CloseSession(session_id);
 }
 bool Engine::Step() { return impl_->ManualStep(); }
+absl::Status Engine::CheckConsistency() { return impl_->CheckConsistency(); }
 
 }  // namespace tessera::scheduler

@@ -178,6 +178,10 @@ class Engine {
   // Runs one step on the calling thread (only when start_loop_thread is false). Returns false
   // when there was nothing to do.
   bool Step();
+  // Checks the engine's bookkeeping (only when start_loop_thread is false): every block's ref count
+  // equals the number of live block-table entries naming it, the pools are consistent, and every
+  // live request is queued or running. Internal naming the first violation.
+  absl::Status CheckConsistency();
 
  private:
   explicit Engine(std::unique_ptr<EngineImpl> impl);
