@@ -293,10 +293,9 @@ absl::Status ValidateModelSpec(const ModelSpec& s) {
       {"eoa", s.ids.eoa}, {"video", s.ids.video}};
   for (const auto& [name, id] : ids) {
     if (id < 0 || id >= s.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("spec: special id ", name, " = ", id,
-                                                     " is outside the vocabulary of ", s.vocab_size,
-                                                     " (use \"special_ids\": \"small\" or a "
-                                                     "larger vocab_size)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "spec: special id ", name, " = ", id, " is outside the vocabulary of ", s.vocab_size,
+          "; the small ids need vocab_size >= 507, the gemma4 ids 262144"));
     }
   }
   for (int32_t id : s.ids.eos_ids) {
