@@ -9,6 +9,7 @@ set -euo pipefail
 binary=$1
 out=$2
 mkdir -p "$out/lib"
+libs=$(ldd "$binary")  # Fails the script for a missing or static binary.
 : > "$out/runtime-packages.txt.tmp"
 missing=0
 while read -r name path; do
@@ -31,7 +32,7 @@ while read -r name path; do
   else
     cp -L "$path" "$out/lib/$name"
   fi
-done < <(ldd "$binary" | awk '/=>/ {print $1, $3} !/=>/ && $1 ~ /^\// {next}')
+done < <(awk '/=>/ {print $1, $3}' <<< "$libs")
 sort -u "$out/runtime-packages.txt.tmp" > "$out/runtime-packages.txt"
 rm "$out/runtime-packages.txt.tmp"
 exit $missing

@@ -1,8 +1,8 @@
 """Shared helpers of the deploy/ tests: locate files, render the kustomize overlays, read flags.
 
 Tests run as Bazel sh_tests; deploy/ files come in as runfiles (data), the server binary as
-//server:tessera. Files outside Bazel packages we own (docs/deploy.md, ../shared/fixtures) are read
-from the source tree, found through the real path of this file (as tests/testdata.cc does).
+//server:tessera. docs/deploy.md (outside any Bazel package) and tools/setup.sh are read from the
+source tree, found through the real path of this file (as tests/testdata.cc does).
 """
 import copy
 import os
@@ -33,11 +33,6 @@ def workspace_dir():
         return env
     # .../deploy/tests/deploy_testlib.py in the source tree.
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-
-
-def shared_fixtures_dir():
-    return os.environ.get("TESSERA_SHARED_FIXTURES_DIR") or os.path.join(
-        workspace_dir(), "..", "shared", "fixtures")
 
 
 def tmpdir():

@@ -2,8 +2,7 @@
 """Every metric the alert/recording rules, the Grafana dashboard, the prometheus-adapter rules and the
 endpoint picker read exists in a real scrape of the server's /metrics.
 
-Starts //server:tessera on port 0 (with the tiny shared fixture checkpoint on CPU when the binary
-takes --model), provokes a rejected request so the labelled rejection counter has a series, scrapes
+Starts //server:tessera on port 0 (its built-in tiny model on CPU), provokes a rejected request so the labelled rejection counter has a series, scrapes
 /metrics on loopback and compares sample names exactly (histograms as _bucket/_sum/_count, counters
 with _total). Then SIGTERMs the server with the manifests' --drain_grace_s and expects exit 0."""
 import json
@@ -93,8 +92,7 @@ class ServerUnderTest:
         self.port_file = os.path.join(lib.tmpdir(), "ports.json")
         args = [BINARY, "--grpc_port=0", "--http_port=0", "--port_file=" + self.port_file,
                 "--emit_vllm_metrics"] + extra
-        if "model" in flags:
-            args += ["--model=" + os.path.join(lib.shared_fixtures_dir(), "gemma4-tiny")]
+        # No --model: the binary's built-in tiny model on CPU, which exports every family.
         if "device" in flags:
             args += ["--device=cpu"]
         self.log = open(os.path.join(lib.tmpdir(), "server.log"), "w+")
