@@ -200,6 +200,10 @@ class OverlayTest(unittest.TestCase):
                          {"queue-scorer", "kv-cache-utilization-scorer", "prefix-cache-scorer"})
         role = lib.one(docs, "Role", "tessera-epp")
         self.assertIn("pods", [r for rule in role["rules"] for r in rule["resources"]])
+        binding = lib.one(docs, "RoleBinding", "tessera-epp")
+        (subject,) = binding["subjects"]
+        self.assertEqual((subject["name"], subject["namespace"]),
+                         (epp["spec"]["template"]["spec"]["serviceAccountName"], "tessera"))
         route = lib.one(docs, "HTTPRoute", "tessera")
         (backend,) = route["spec"]["rules"][0]["backendRefs"]
         self.assertEqual((backend["kind"], backend["name"]), ("InferencePool", "tessera"))
