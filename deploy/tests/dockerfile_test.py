@@ -98,6 +98,10 @@ class DockerfileTest(unittest.TestCase):
         for needed in ("bazel-bootstrap", "g++", "libgrpc++-dev", "prometheus-cpp-dev"):
             self.assertIn(needed, packages)
         self.assertFalse([p for p in packages if p.startswith("#")])
+        # ... and then runs the script itself, which builds the binary the runtime stage copies.
+        (build,) = [r for r in instruction(self.lines, "RUN", stage="build") if "./tools/setup.sh" in r]
+        self.assertIn("bazel-bin/server/tessera /out/bin/tessera", build)
+        self.assertTrue(os.access(setup, os.X_OK))
 
     def test_runtime_deps_of_real_binary(self):
         out = lib.tmpdir()
