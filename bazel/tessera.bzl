@@ -66,29 +66,46 @@ def tessera_cuda_library(name, srcs, hdrs = [], cuda_hdrs = [], deps = [], nvcc_
     """Compiles .cu files with /usr/local/cuda/bin/nvcc for sm_90a (H100/H200) plus PTX, into a static
     library wrapped by a cc_library. This runs on every build, GPU or not: nothing here needs a GPU.
 
+    Each .cu file is its own genrule (one nvcc process, one object), so the files of a library
+    compile in parallel and an edit recompiles only what includes it; a last genrule archives the
+    objects. Device code is compiled with -lineinfo so compute-sanitizer reports source lines.
+
     srcs: .cu files. cuda_hdrs: .cuh/.h files the .cu files include. hdrs: host headers that C++
     targets include (declarations only; no CUDA types need be visible to them).
     """
     lib = "lib%s_cuda.a" % name
+    objs = []
+    for src in srcs:
+        stem = src.rsplit("/", 1)[-1][:-len(".cu")]
+        obj = "_%s_nvcc/%s.o" % (name, stem)
+        objs.append(obj)
+        native.genrule(
+            name = "%s_nvcc_%s" % (name, stem),
+            srcs = [src] + cuda_hdrs + hdrs,
+            outs = [obj],
+            cmd = " ".join([
+                "/usr/local/cuda/bin/nvcc",
+                "-O3",
+                "-std=c++17",
+                CUDA_ARCH_FLAGS,
+                "--expt-relaxed-constexpr",
+                "-lineinfo",
+                "-Xcompiler -fPIC",
+                "-I.",
+                "-I$(GENDIR)",
+                " ".join(nvcc_flags),
+                "-c",
+                "-o $@",
+                "$(location %s)" % src,
+            ]),
+            message = "nvcc " + src,
+        )
     native.genrule(
         name = name + "_nvcc",
-        srcs = srcs + cuda_hdrs + hdrs,
+        srcs = objs,
         outs = [lib],
-        cmd = " ".join([
-            "/usr/local/cuda/bin/nvcc",
-            "-O3",
-            "-std=c++17",
-            CUDA_ARCH_FLAGS,
-            "--expt-relaxed-constexpr",
-            "-Xcompiler -fPIC",
-            "-I.",
-            "-I$(GENDIR)",
-            " ".join(nvcc_flags),
-            "-lib",
-            "-o $@",
-            " ".join(["$(location %s)" % s for s in srcs]),
-        ]),
-        message = "nvcc " + name,
+        cmd = "rm -f $@ && /usr/bin/ar rcs $@ $(SRCS)",
+        message = "ar " + lib,
     )
     native.cc_library(
         name = name,

@@ -1,10 +1,9 @@
-#include "runtime/cuda/device.h"
-
 #include <cuda_runtime.h>
 
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cuda/device.h"
 
 namespace tessera::runtime::cuda {
 namespace {
@@ -66,8 +65,8 @@ absl::Status RunSelfTest(int device, int n) {
   for (int i = 0; i < n; ++i) {
     const float want = a * static_cast<float>(i) + b;
     if (std::fabs(host[i] - want) > 1e-6f * std::fabs(want) + 1e-6f) {
-      return absl::InternalError(absl::StrCat("self-test kernel wrote ", host[i], " at ", i,
-                                              "; expected ", want));
+      return absl::InternalError(
+          absl::StrCat("self-test kernel wrote ", host[i], " at ", i, "; expected ", want));
     }
   }
   return absl::OkStatus();

@@ -14,11 +14,11 @@ namespace tessera::runtime::cuda {
 
 struct GpuInfo {
   int ordinal = 0;
-  std::string name;            // e.g. "NVIDIA H100 80GB HBM3".
-  int compute_major = 0;       // 9 for Hopper.
+  std::string name;       // e.g. "NVIDIA H100 80GB HBM3".
+  int compute_major = 0;  // 9 for Hopper.
   int compute_minor = 0;
-  uint64_t total_memory = 0;   // Bytes.
-  uint64_t free_memory = 0;    // Bytes, when queried.
+  uint64_t total_memory = 0;  // Bytes.
+  uint64_t free_memory = 0;   // Bytes, when queried.
   int multiprocessors = 0;
 };
 
