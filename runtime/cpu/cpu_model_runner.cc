@@ -364,11 +364,13 @@ absl::Status CpuModelRunner::Execute(const BatchPlan& plan, StepOutput* out) {
   }
   const int64_t R = static_cast<int64_t>(wants.size());
   const int64_t V = tc.vocab_size;
-  std::vector<float> normed(R * H);
+  std::vector<float>& normed = normed_;
+  std::vector<float>& logits = logits_;
+  normed.resize(R * H);
+  logits.resize(R * V);
   for (int64_t i = 0; i < R; ++i) {
     RmsNorm(&h_[wants[i].row * H], H, w.final_norm.data(), tc.rms_norm_eps, &normed[i * H]);
   }
-  std::vector<float> logits(R * V);
   if (R > 0) MatMul(normed.data(), R, w.embed_tokens, logits.data(), V, pool_.get());
   if (tc.final_logit_softcapping > 0.0f) {
     pool_->ParallelFor(R, 1, [&](int64_t b, int64_t e) {

@@ -64,7 +64,9 @@ class CpuModelRunner : public ModelRunner {
   const BatchPlan* plan_ = nullptr;
   std::vector<int32_t> row_seq_, row_pos_;
   std::vector<int64_t> seq_row0_;
-  std::vector<float> h_, x_, q_, k_, v_, attn_, o_, gate_, up_;
+  // Row-major [rows, width] activations of the step's rows; reused across steps (no per-step
+  // allocation on the decode path).
+  std::vector<float> h_, x_, q_, k_, v_, attn_, o_, gate_, up_, normed_, logits_;
 };
 
 absl::StatusOr<std::unique_ptr<CpuModelRunner>> CreateCpuModelRunner(
