@@ -320,7 +320,9 @@ absl::Status RunPagedAttention(const AttentionParams& p, cudaStream_t stream) {
   PagedAttentionKernel<D, GROUP, QR><<<grid, kThreads, 0, stream>>>(p);
   absl::Status s = LaunchStatus("PagedAttentionKernel");
   if (!s.ok() || p.num_splits == 1) return s;
-  MergeSplitsKernel<D> < <<dim3(p.total_rows, p.num_q_heads), D<128 ? 32 : 128, 0, stream>>>(p);
+  const dim3 merge_grid(p.total_rows, p.num_q_heads);
+  constexpr int kMergeThreads = D < 128 ? 32 : 128;
+  MergeSplitsKernel<D><<<merge_grid, kMergeThreads, 0, stream>>>(p);
   return LaunchStatus("MergeSplitsKernel");
 }
 
