@@ -92,7 +92,11 @@ class ServerUnderTest:
         self.port_file = os.path.join(lib.tmpdir(), "ports.json")
         args = [BINARY, "--grpc_port=0", "--http_port=0", "--port_file=" + self.port_file,
                 "--emit_vllm_metrics"] + extra
-        # No --model: the binary's built-in tiny model on CPU, which exports every family.
+        # The built-in tiny model on CPU (//models:default, random weights, real tokenizer): exports
+        # every family like a real checkpoint. Passed explicitly when it is among the runfiles.
+        default_model = lib.runfile("models/default")
+        if os.path.exists(os.path.join(default_model, "config.json")):
+            args += ["--model=" + default_model]
         if "device" in flags:
             args += ["--device=cpu"]
         self.log = open(os.path.join(lib.tmpdir(), "server.log"), "w+")
