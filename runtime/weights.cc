@@ -97,9 +97,10 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> BindWeights(const ModelConfig& con
   const int64_t H = t.hidden_size;
   const std::string lm = "model.language_model.";
   RETURN_IF_ERROR(b.Matrix(lm + "embed_tokens.weight", t.vocab_size, H, &w->embed_tokens));
+  w->bf16_constants = config.dtype.empty() ? w->embed_tokens.type == WeightMatrix::Type::kBF16
+                                           : config.dtype == "bfloat16";
   const float scale = std::sqrt(static_cast<float>(H));
-  w->embed_scale =
-      w->embed_tokens.type == WeightMatrix::Type::kBF16 ? Bf16ToFloat(FloatToBf16(scale)) : scale;
+  w->embed_scale = w->bf16_constants ? Bf16ToFloat(FloatToBf16(scale)) : scale;
   RETURN_IF_ERROR(b.Vector(lm + "norm.weight", {H}, &w->final_norm));
   for (int32_t i = 0; i < t.num_layers; ++i) {
     const LayerConfig& lc = t.layers[i];

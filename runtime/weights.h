@@ -62,7 +62,11 @@ struct AudioWeights {
 
 struct ModelWeights {
   WeightMatrix embed_tokens;  // [vocab, hidden]; also the output head (tied).
-  // sqrt(hidden) rounded to the embedding's dtype, as transformers does (bf16: sqrt(3840) -> 62).
+  // Whether the model's constants (embedding scale, RoPE frequencies) are rounded to bf16, as
+  // transformers' buffers are when the model runs in bf16: config.json "dtype" == "bfloat16", or,
+  // without a dtype, a BF16 embedding. The storage dtype of the matrices does not change it.
+  bool bf16_constants = false;
+  // sqrt(hidden), rounded to bf16 when bf16_constants (sqrt(3840) -> 62).
   float embed_scale = 1.0f;
   std::vector<float> final_norm;  // [hidden]
   std::vector<LayerWeights> layers;

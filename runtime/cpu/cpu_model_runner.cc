@@ -64,12 +64,12 @@ absl::StatusOr<std::unique_ptr<CpuModelRunner>> CreateCpuModelRunner(
     g.num_blocks = static_cast<int32_t>(n);
     r->pools_.push_back(std::make_unique<cpu::KvPool>(g));
   }
-  const bool bf16 = model->weights->embed_tokens.type == WeightMatrix::Type::kBF16;
+  const bool bf16 = model->weights->bf16_constants;
   for (const LayerConfig& l : c.text.layers) {
     // As transformers: inv_freq = 1 / theta^(2i / head_dim) in fp32, 0 past the rotated pairs.
-    // transformers keeps inv_freq as a buffer in the model's dtype, so a bf16 checkpoint rotates
-    // by bf16-rounded frequencies; the fixture confirms it (3e-4 relative error without the
-    // rounding, 5e-7 with it).
+    // transformers keeps inv_freq as a buffer in the model's dtype, so a bf16 model rotates by
+    // bf16-rounded frequencies; the fixture confirms it (3e-4 relative error on text and 1e-2 on
+    // image rows without the rounding, 5e-7 and 1e-5 with it).
     std::vector<float> f(l.head_dim / 2, 0.0f);
     for (int32_t i = 0; i < l.rope_pairs; ++i) {
       f[i] =

@@ -2,9 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
 
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "runtime/cpu/golden.h"
+#include "runtime/safetensors.h"
 #include "tests/testdata.h"
 
 namespace tessera::runtime {
@@ -362,6 +366,59 @@ TEST_F(CpuModelRunnerTest, MalformedPlansAreInvalidArgument) {
     absl::Status st = runner->Execute(plan, &out);
     EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << c.expect;
     EXPECT_NE(st.message().find(c.expect), std::string::npos) << st;
+  }
+}
+
+}  // namespace
+}  // namespace tessera::runtime
+
+namespace tessera::runtime {
+namespace {
+
+// Rewrites the fixture checkpoint with every BF16 tensor stored as F32 (same values).
+std::string WriteF32Copy(const std::string& src_dir) {
+  auto f = SafetensorsFile::Open(src_dir + "/model.safetensors");
+  EXPECT_TRUE(f.ok());
+  nlohmann::json header = nlohmann::json::object();
+  std::string data;
+  for (const auto& [name, view] : (*f)->tensors()) {
+    auto values = ToFloatVector(view);
+    EXPECT_TRUE(values.ok());
+    const size_t begin = data.size();
+    data.append(reinterpret_cast<const char*>(values->data()), values->size() * 4);
+    header[name] = {
+        {"dtype", "F32"}, {"shape", view.shape}, {"data_offsets", {begin, data.size()}}};
+  }
+  const std::string dir = std::string(std::getenv("TEST_TMPDIR")) + "/f32_model";
+  EXPECT_EQ(std::system(("mkdir -p " + dir + " && cp " + src_dir + "/config.json " + dir).c_str()),
+            0);
+  const std::string h = header.dump();
+  const uint64_t n = h.size();
+  std::ofstream out(dir + "/model.safetensors", std::ios::binary);
+  out.write(reinterpret_cast<const char*>(&n), 8);
+  out << h << data;
+  return dir;
+}
+
+TEST(CpuModelRunnerF32Test, F32WeightsMatchTheGolden) {
+  const std::string dir = WriteF32Copy(FixtureDir());
+  auto model = LoadModel(dir);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ((*model)->weights->layers[0].q_proj.type, WeightMatrix::Type::kF32);
+  EXPECT_TRUE((*model)->weights->bf16_constants);
+  CpuRunnerOptions o;
+  o.num_blocks_sliding = o.num_blocks_global = 64;
+  auto runner = CreateCpuModelRunner(*model, o);
+  ASSERT_TRUE(runner.ok());
+  auto golden = cpu::ReadGolden(FixtureDir() + "/golden.safetensors", (*model)->config);
+  ASSERT_TRUE(golden.ok());
+  for (const GoldenPrompt& g : *golden) {
+    auto res = CheckGoldenPrompt(runner->get(), g, 7);
+    ASSERT_TRUE(res.ok()) << res.status();
+    // Same values, same config (dtype bfloat16): the same logits as the bf16 checkpoint.
+    EXPECT_LT(res->prefill_error, kGoldenTolerance) << g.name;
+    EXPECT_LT(res->decode_error, kGoldenTolerance) << g.name;
+    EXPECT_EQ(res->greedy_matched, res->greedy_total) << g.name;
   }
 }
 
