@@ -11,6 +11,8 @@ BlockPool::BlockPool(int32_t num_blocks)
       prev_(num_blocks + 1),
       next_(num_blocks + 1),
       in_queue_(num_blocks, false) {
+  // NOTE: growing the map while blocks fill cost ~5% of a 256-sequence decode step.
+  cached_.reserve(num_blocks);
   const int32_t s = num_blocks;  // Sentinel.
   prev_[s] = next_[s] = s;
   for (int32_t b = 0; b < num_blocks; ++b) QueuePushBack(b);

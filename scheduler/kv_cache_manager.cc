@@ -37,6 +37,15 @@ void KvCacheManager::EnsureKeys(Sequence* seq, int32_t g, int32_t num_blocks) co
   const int32_t bs = spec_.groups[g].block_size;
   auto& keys = seq->block_keys[g];
   num_blocks = std::min(num_blocks, seq->num_tokens() / bs);
+  if (static_cast<int32_t>(keys.size()) >= num_blocks) return;
+  // Groups with the same block size have the same keys: hash once (Gemma 4: both groups).
+  for (int32_t g0 = 0; g0 < g; ++g0) {
+    if (spec_.groups[g0].block_size != bs) continue;
+    EnsureKeys(seq, g0, num_blocks);
+    const auto& src = seq->block_keys[g0];
+    keys.insert(keys.end(), src.begin() + keys.size(), src.begin() + num_blocks);
+    return;
+  }
   int32_t buf[1024];
   std::vector<int32_t> big;
   int32_t* tokens = buf;
