@@ -175,9 +175,9 @@ void CpuModelRunner::RunLayer(int32_t l) {
   pool->ParallelFor(T, 16, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) RmsNorm(&h_[r * H], H, lw.input_norm.data(), eps, &x_[r * H]);
   });
-  MatMul(x_.data(), T, lw.q_proj, q_.data(), qd, pool);
-  MatMul(x_.data(), T, lw.k_proj, k_.data(), kd, pool);
-  if (!lc.k_eq_v) MatMul(x_.data(), T, lw.v_proj, v_.data(), kd, pool);
+  std::vector<cpu::MatMulJob> qkv = {{&lw.q_proj, q_.data(), qd}, {&lw.k_proj, k_.data(), kd}};
+  if (!lc.k_eq_v) qkv.push_back({&lw.v_proj, v_.data(), kd});
+  cpu::MatMulMany(x_.data(), T, qkv, pool);
 
   // Per-head norms, RoPE, and the K/V writes into the paged cache.
   const float* inv_freq = inv_freq_[l].data();
@@ -262,8 +262,8 @@ void CpuModelRunner::RunLayer(int32_t l) {
     }
   });
   const int64_t I = tc.intermediate_size;
-  MatMul(x_.data(), T, lw.gate_proj, gate_.data(), I, pool);
-  MatMul(x_.data(), T, lw.up_proj, up_.data(), I, pool);
+  cpu::MatMulMany(x_.data(), T, {{&lw.gate_proj, gate_.data(), I}, {&lw.up_proj, up_.data(), I}},
+                  pool);
   pool->ParallelFor(T, 4, [&](int64_t b, int64_t e) {
     cpu::GeluTanhMul(&gate_[b * I], &up_[b * I], (e - b) * I);
   });

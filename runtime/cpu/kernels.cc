@@ -153,6 +153,33 @@ void MatMul(const float* x, int64_t T, const WeightMatrix& w, float* y, int64_t 
   }
 }
 
+void MatMulMany(const float* x, int64_t T, const std::vector<MatMulJob>& jobs, ThreadPool* pool) {
+  // Units of kTileW output rows, numbered across the jobs in order.
+  std::vector<int64_t> first_unit(jobs.size() + 1, 0);
+  int64_t cols = 0;
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    first_unit[j + 1] = first_unit[j] + (jobs[j].w->rows + kTileW - 1) / kTileW;
+    cols = std::max(cols, jobs[j].w->cols);
+  }
+  const int64_t units = first_unit.back();
+  const int64_t work_per_unit = std::max<int64_t>(1, kTileW * cols * T);
+  const int64_t min_units = std::max<int64_t>(1, (1 << 16) / work_per_unit);
+  auto body = [&](int64_t u0, int64_t u1) {
+    for (size_t j = 0; j < jobs.size(); ++j) {
+      const int64_t a = std::max(u0, first_unit[j]), b = std::min(u1, first_unit[j + 1]);
+      if (a >= b) continue;
+      const MatMulJob& job = jobs[j];
+      MatMulRange(x, T, *job.w, job.y, job.ldy, (a - first_unit[j]) * kTileW,
+                  std::min(job.w->rows, (b - first_unit[j]) * kTileW));
+    }
+  };
+  if (pool == nullptr) {
+    body(0, units);
+  } else {
+    pool->ParallelFor(units, min_units, body);
+  }
+}
+
 float Dot(const float* a, const float* b, int64_t n) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t k = 0;

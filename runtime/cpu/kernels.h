@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "runtime/cpu/thread_pool.h"
 #include "runtime/weights.h"
@@ -15,6 +16,14 @@ namespace tessera::runtime::cpu {
 // y row stride ldy (>= w.rows). Parallel over n.
 void MatMul(const float* x, int64_t T, const WeightMatrix& w, float* y, int64_t ldy,
             ThreadPool* pool);
+// Several projections of the same input in one parallel loop (one thread hand-off instead of one
+// per matrix): jobs[i] computes y_i[t, n] = sum_k x[t, k] * w_i[n, k]. Every w_i has the same cols.
+struct MatMulJob {
+  const WeightMatrix* w;
+  float* y;
+  int64_t ldy;
+};
+void MatMulMany(const float* x, int64_t T, const std::vector<MatMulJob>& jobs, ThreadPool* pool);
 // Same over output rows [n_begin, n_end) only, single-threaded (for callers that split work).
 void MatMulRange(const float* x, int64_t T, const WeightMatrix& w, float* y, int64_t ldy,
                  int64_t n_begin, int64_t n_end);

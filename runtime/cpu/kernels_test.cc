@@ -106,3 +106,37 @@ TEST(KernelsTest, NormsRopeGeluSoftcap) {
 
 }  // namespace
 }  // namespace tessera::runtime::cpu
+
+namespace tessera::runtime::cpu {
+namespace {
+
+TEST(KernelsTest, MatMulManyEqualsSeparateMatMuls) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist;
+  const int64_t K = 40, T = 5;
+  std::vector<float> x(T * K);
+  for (float& v : x) v = dist(rng);
+  std::vector<std::vector<uint16_t>> ws;
+  std::vector<WeightMatrix> mats;
+  for (int64_t rows : {7, 1, 12}) {
+    ws.emplace_back(rows * K);
+    for (auto& v : ws.back()) v = FloatToBf16(dist(rng));
+  }
+  int64_t i = 0;
+  for (int64_t rows : {7, 1, 12})
+    mats.push_back({WeightMatrix::Type::kBF16, ws[i++].data(), rows, K});
+  ThreadPool pool(3);
+  std::vector<std::vector<float>> together(3), apart(3);
+  std::vector<MatMulJob> jobs;
+  for (int j = 0; j < 3; ++j) {
+    together[j].assign(T * mats[j].rows, 0.0f);
+    apart[j].assign(T * mats[j].rows, 0.0f);
+    jobs.push_back({&mats[j], together[j].data(), mats[j].rows});
+    MatMul(x.data(), T, mats[j], apart[j].data(), mats[j].rows, nullptr);
+  }
+  MatMulMany(x.data(), T, jobs, &pool);
+  for (int j = 0; j < 3; ++j) EXPECT_EQ(together[j], apart[j]) << j;
+}
+
+}  // namespace
+}  // namespace tessera::runtime::cpu
