@@ -38,6 +38,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     return absl::UnavailableError(
         absl::StrCat("could not bind the gRPC port at ", address, " (in use, or no permission)"));
   }
+  out->health_service_names_ = options.health_service_names;
   out->SetServing(false);
   TESSERA_LOG(INFO) << "gRPC listening on " << options.host << ":" << out->port_;
   return out;
@@ -50,7 +51,9 @@ GrpcServer::~GrpcServer() {
 void GrpcServer::SetServing(bool serving) {
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   if (health == nullptr) return;
-  health->SetServingStatus(serving);  // Every service, and the overall "" status.
+  // The default service knows only names it was told about: set each, then everything.
+  for (const std::string& name : health_service_names_) health->SetServingStatus(name, serving);
+  health->SetServingStatus(serving);
 }
 
 void GrpcServer::Shutdown(absl::Duration grace) {

@@ -20,6 +20,8 @@ struct GrpcServerOptions {
   int port = 50051;
   // Largest request message accepted, in bytes (images and audio travel inline).
   int max_receive_message_bytes = 64 << 20;
+  // Services whose health status (grpc.health.v1) follows SetServing, besides the overall "".
+  std::vector<std::string> health_service_names;
   // TLS: both set to PEM file contents to serve TLS; both empty for plaintext.
   std::string tls_cert_pem;
   std::string tls_key_pem;
@@ -44,6 +46,7 @@ class GrpcServer {
  private:
   GrpcServer() = default;
   std::unique_ptr<grpc::Server> server_;
+  std::vector<std::string> health_service_names_;
   int port_ = 0;
 };
 

@@ -1,5 +1,6 @@
 #include "server/inference_service.h"
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 
@@ -432,10 +433,12 @@ void SetFinished(const scheduler::Completion& c, v1::GenerateResponse* out) {
   u->set_prompt_tokens(static_cast<uint32_t>(c.usage.prompt_tokens));
   u->set_cached_prompt_tokens(static_cast<uint32_t>(c.usage.cached_prompt_tokens));
   u->set_completion_tokens(static_cast<uint32_t>(c.usage.completion_tokens));
-  u->set_time_to_first_token_s(
-      static_cast<float>(absl::ToDoubleSeconds(c.usage.time_to_first_token)));
-  u->set_queue_time_s(static_cast<float>(absl::ToDoubleSeconds(c.usage.queue_time)));
-  u->set_total_time_s(static_cast<float>(absl::ToDoubleSeconds(c.usage.total_time)));
+  auto seconds = [](absl::Duration d) {
+    return static_cast<float>(std::max(0.0, absl::ToDoubleSeconds(d)));
+  };
+  u->set_time_to_first_token_s(seconds(c.usage.time_to_first_token));
+  u->set_queue_time_s(seconds(c.usage.queue_time));
+  u->set_total_time_s(seconds(c.usage.total_time));
   if (c.stop_string) f->set_stop_string(*c.stop_string);
   if (c.stop_token) f->set_stop_token_id(static_cast<uint32_t>(*c.stop_token));
 }

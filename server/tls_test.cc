@@ -27,9 +27,10 @@ TEST(TlsTest, HttpsAndGrpcOverTls) {
   const char* tmp_env = std::getenv("TEST_TMPDIR");
   const std::string tmp = tmp_env ? tmp_env : "/tmp";
   const std::string cert = tmp + "/cert.pem", key = tmp + "/key.pem";
-  const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
-                          "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout " +
-                          key + " -out " + cert + " >/dev/null 2>&1";
+  const std::string cmd =
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+      "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout " +
+      key + " -out " + cert + " >/dev/null 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
 
   FakeBackend backend;
@@ -49,9 +50,9 @@ TEST(TlsTest, HttpsAndGrpcOverTls) {
     httplib::SSLClient client("127.0.0.1", (*https)->port());
     client.set_ca_cert_path(cert.c_str());
     client.enable_server_certificate_verification(true);
-    auto res = client.Post("/v1/chat/completions",
-                           R"({"messages":[{"role":"user","content":"over tls"}]})",
-                           "application/json");
+    auto res =
+        client.Post("/v1/chat/completions",
+                    R"({"messages":[{"role":"user","content":"over tls"}]})", "application/json");
     ASSERT_TRUE(res) << httplib::to_string(res.error());
     EXPECT_EQ(res->status, 200);
     EXPECT_TRUE(absl::StrContains(res->body, "over tls"));

@@ -1,0 +1,62 @@
+// The real Backend: loads a model directory, builds prompts (chat template, tokenizer, media
+// preprocessing) and runs requests on the scheduler's Engine over a ModelRunner. Also feeds the
+// serving metrics from the engine's observer.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/backend.h"
+#include "server/metrics.h"
+
+namespace tessera::server {
+
+// Limits enforced on every request (reported by GetModelInfo). Each is a server flag.
+struct RequestLimits {
+  int32_t max_prompt_tokens = 0;  // 0: the model's context length.
+  int32_t max_tokens = 8192;
+  int32_t max_images_per_request = 16;
+  int64_t max_image_pixels = 50'000'000;
+  int32_t max_image_side = 8192;
+  int64_t max_image_bytes = 20 << 20;
+  int32_t max_image_tokens = 1120;
+  int32_t default_image_tokens = 280;
+  float max_audio_seconds = 600.0f;
+  int64_t max_audio_bytes = 32 << 20;
+  int32_t max_video_frames = 32;
+  int32_t max_queue_length = 1024;
+  int32_t max_sessions = 64;
+  int64_t max_request_bytes = 64 << 20;
+};
+
+struct EngineBackendOptions {
+  // Model directory: config.json, model.safetensors (or shards), tokenizer.json,
+  // chat_template.jinja.
+  std::string model_dir;
+  // Served model id; empty: the directory's name.
+  std::string served_model_name;
+  // "cpu" (the only backend built in this binary).
+  std::string device = "cpu";
+  RequestLimits limits;
+  // Engine: sequences at once and tokens per step (see scheduler::EngineOptions).
+  int32_t max_num_seqs = 256;
+  int32_t max_num_batched_tokens = 2048;
+  bool enable_prefix_caching = true;
+  absl::Duration session_ttl = absl::Seconds(300);
+  int32_t max_session_tokens = 32768;
+  // CPU runner: KV memory for both pools and step threads (0: one per hardware thread).
+  int64_t kv_memory_bytes = int64_t{1} << 30;
+  int num_threads = 0;
+};
+
+// The served model id for `options` (known before loading, for metrics labels).
+std::string ServedModelName(const EngineBackendOptions& options);
+
+// Loads the model and starts the engine. `metrics` (not owned) receives per-request timings.
+absl::StatusOr<std::unique_ptr<Backend>> CreateEngineBackend(const EngineBackendOptions& options,
+                                                             ServingMetrics* metrics);
+
+}  // namespace tessera::server
