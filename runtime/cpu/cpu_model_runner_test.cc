@@ -312,6 +312,15 @@ TEST_F(CpuModelRunnerTest, GreedySampling) {
   EXPECT_EQ(output, std::vector<int32_t>(text.greedy_ids.begin(), text.greedy_ids.begin() + 6));
 }
 
+TEST_F(CpuModelRunnerTest, EmptyPlanIsANoOp) {
+  auto runner = MakeRunner();
+  StepOutput out;
+  out.seqs.resize(3);
+  ASSERT_TRUE(runner->Execute(BatchPlan(), &out).ok());
+  EXPECT_TRUE(out.seqs.empty());
+  EXPECT_EQ(runner->Execute(BatchPlan(), nullptr).code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(CpuModelRunnerTest, MalformedPlansAreInvalidArgument) {
   auto runner = MakeRunner();
   auto make = [] {
