@@ -19,8 +19,7 @@ std::shared_ptr<grpc::Channel> Connect(int port) {
 TEST(ServerHealthTest, AnswersServingThenListsServicesThenDrainsOnSigterm) {
   auto server = ServerProcess::Start(
       Runfile("tessera/server/tessera"),
-      {"--model=" + Runfile("tessera/tests/serving_test_model"), "--grpc_host=127.0.0.1",
-       "--grpc_port=0", "--http_host=127.0.0.1", "--http_port=0"});
+      {"--grpc_host=127.0.0.1", "--grpc_port=0", "--http_host=127.0.0.1", "--http_port=0"});
   ASSERT_TRUE(server.ok()) << server.status();
   auto channel = Connect(server->ports().grpc);
 

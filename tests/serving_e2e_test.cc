@@ -22,9 +22,8 @@ class ServingE2eTest : public ::testing::Test {
         WriteTempFile("api_keys.txt", std::string("# test keys\n") + kApiKey + "\nsk-second-key\n");
     auto server = ServerProcess::Start(
         Runfile("tessera/server/tessera"),
-        {"--model=" + Runfile("tessera/tests/serving_test_model"), "--grpc_host=127.0.0.1",
-         "--grpc_port=0", "--http_host=127.0.0.1", "--http_port=0", "--api_key_file=" + keys,
-         "--max_request_bytes=2097152", "--emit_vllm_metrics"});
+        {"--grpc_host=127.0.0.1", "--grpc_port=0", "--http_host=127.0.0.1", "--http_port=0",
+         "--api_key_file=" + keys, "--max_request_bytes=2097152", "--emit_vllm_metrics"});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = new ServerProcess(*std::move(server));
   }
@@ -105,10 +104,10 @@ TEST_F(ServingE2eTest, ProbesAndMetricsScrapePassPromtool) {
 // Its own server: SIGTERM flips readiness, refuses new work, lets the in-flight request finish,
 // then exits 0.
 TEST(ServingDrainTest, SigtermDrainsThenExitsZero) {
-  auto server = ServerProcess::Start(
-      Runfile("tessera/server/tessera"),
-      {"--model=" + Runfile("tessera/tests/serving_test_model"), "--grpc_host=127.0.0.1",
-       "--grpc_port=0", "--http_host=127.0.0.1", "--http_port=0", "--drain_grace_s=30"});
+  auto server =
+      ServerProcess::Start(Runfile("tessera/server/tessera"),
+                           {"--grpc_host=127.0.0.1", "--grpc_port=0", "--http_host=127.0.0.1",
+                            "--http_port=0", "--drain_grace_s=30"});
   ASSERT_TRUE(server.ok()) << server.status();
   const int port = server->ports().http;
   HttpReply inflight;

@@ -23,10 +23,10 @@ int EnvInt(const char* name, int fallback) {
 }
 
 TEST(ServingLoadTest, ConcurrentMixedStreamsAllCompleteAndKvReturnsToIdle) {
-  auto server = ServerProcess::Start(
-      Runfile("tessera/server/tessera"),
-      {"--model=" + Runfile("tessera/tests/serving_test_model"), "--grpc_host=127.0.0.1",
-       "--grpc_port=0", "--http_host=127.0.0.1", "--http_port=0", "--log_level=warning"});
+  auto server =
+      ServerProcess::Start(Runfile("tessera/server/tessera"),
+                           {"--grpc_host=127.0.0.1", "--grpc_port=0", "--http_host=127.0.0.1",
+                            "--http_port=0", "--log_level=warning"});
   ASSERT_TRUE(server.ok()) << server.status();
   const NodeResult r =
       RunNodeScript("load.js", server->ports(), "",
