@@ -112,7 +112,8 @@ absl::StatusOr<std::string> LiteralPattern(const json& component, absl::string_v
     if (literal.empty()) return Invalid(absl::StrCat(kind, " has an empty pattern"));
     return literal;
   }
-  return Invalid(absl::StrCat(kind, " pattern ", pattern->dump(),
+  return Invalid(absl::StrCat(kind, " pattern ",
+                              pattern->dump(-1, ' ', false, json::error_handler_t::replace),
                               " is not supported (only {\"String\": ...} literals are)"));
 }
 
@@ -122,6 +123,51 @@ std::string TypeOf(const json& component) {
   }
   return "";
 }
+
+std::string Dump(const json& j) {
+  std::string s = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  return s.size() > 200 ? s.substr(0, 200) + "..." : s;
+}
+
+// Typed optional fields. A field of the wrong type is an error (recorded in *error, first one wins)
+// rather than an exception from nlohmann's value().
+class FieldReader {
+ public:
+  bool Bool(const json& j, const char* key, bool def) {
+    const json* f = Find(j, key);
+    if (f == nullptr) return def;
+    if (!f->is_boolean()) return Wrong(j, key, "a boolean"), def;
+    return f->get<bool>();
+  }
+  std::string String(const json& j, const char* key, const char* def) {
+    const json* f = Find(j, key);
+    if (f == nullptr) return def;
+    if (!f->is_string()) return Wrong(j, key, "a string"), def;
+    return f->get<std::string>();
+  }
+  int Int(const json& j, const char* key, int def) {
+    const json* f = Find(j, key);
+    if (f == nullptr) return def;
+    if (!f->is_number_integer() || f->get<int64_t>() < 0 || f->get<int64_t>() > 1000000) {
+      return Wrong(j, key, "a small non-negative integer"), def;
+    }
+    return static_cast<int>(f->get<int64_t>());
+  }
+  const absl::Status& status() const { return status_; }
+
+ private:
+  static const json* Find(const json& j, const char* key) {
+    if (!j.is_object()) return nullptr;
+    auto it = j.find(key);
+    return it == j.end() || it->is_null() ? nullptr : &*it;
+  }
+  void Wrong(const json& j, const char* key, const char* want) {
+    if (status_.ok()) {
+      status_ = Invalid(absl::StrCat("\"", key, "\" must be ", want, " in ", Dump(j)));
+    }
+  }
+  absl::Status status_;
+};
 
 struct NormalizerStep {
   enum Kind { kReplace, kPrepend } kind;
@@ -478,7 +524,8 @@ class BpeTokenizer final : public Tokenizer {
   TokenIndex vocab_{&id_to_token_};
   std::vector<bool> special_;
   MergeTable merges_;
-  int32_t byte_ids_[256];  // <0xNN> ids, -1 when absent
+  int32_t byte_ids_[256];   // <0xNN> ids, -1 when absent
+  int32_t ascii_ids_[128];  // ids of the one-character ASCII tokens, -1 when absent (a fast path)
   std::optional<int32_t> unk_id_;
   bool byte_fallback_ = false;
   bool fuse_unk_ = false;
@@ -493,6 +540,7 @@ class BpeTokenizer final : public Tokenizer {
   std::string split_pattern_;
   SplitBehavior split_behavior_ = SplitBehavior::kIsolated;
   std::vector<DecoderStep> decoder_;
+  FieldReader fields_;  // type errors in optional fields, reported by Load
 };
 
 absl::Status BpeTokenizer::ParseModel(const json& model, TokenizerDocument* doc) {
@@ -511,9 +559,9 @@ absl::Status BpeTokenizer::ParseModel(const json& model, TokenizerDocument* doc)
       model["dropout"].get<double>() > 0) {
     return Invalid("BPE dropout is not supported (tokenization must be deterministic)");
   }
-  byte_fallback_ = model.value("byte_fallback", false);
-  fuse_unk_ = model.value("fuse_unk", false);
-  ignore_merges_ = model.value("ignore_merges", false);
+  byte_fallback_ = fields_.Bool(model, "byte_fallback", false);
+  fuse_unk_ = fields_.Bool(model, "fuse_unk", false);
+  ignore_merges_ = fields_.Bool(model, "ignore_merges", false);
 
   if (!doc->has_vocab) return Invalid("model.vocab is missing or not an object");
   int64_t max_id = -1;
@@ -539,6 +587,8 @@ absl::Status BpeTokenizer::ParseModel(const json& model, TokenizerDocument* doc)
     char name[8];
     std::snprintf(name, sizeof(name), "<0x%02X>", b);
     byte_ids_[b] = vocab_.Find(name);
+    const char c = static_cast<char>(b);
+    if (b < 128) ascii_ids_[b] = vocab_.Find(std::string_view(&c, 1));
   }
 
   if (model.contains("unk_token") && model["unk_token"].is_string()) {
@@ -583,23 +633,23 @@ absl::Status BpeTokenizer::ParseAddedTokens(const json& added) {
   for (const json& t : added) {
     if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer() ||
         !t.contains("content") || !t["content"].is_string()) {
-      return Invalid(absl::StrCat("added token ", t.dump(), " needs an integer id and content"));
+      return Invalid(absl::StrCat("added token ", Dump(t), " needs an integer id and content"));
     }
     AddedToken token;
     token.content = t["content"].get<std::string>();
     const int64_t id = t["id"].get<int64_t>();
     if (id < 0 || id >= (1 << 30) || token.content.empty()) {
-      return Invalid(absl::StrCat("added token ", t.dump(), " has a bad id or empty content"));
+      return Invalid(absl::StrCat("added token ", Dump(t), " has a bad id or empty content"));
     }
     token.id = static_cast<int32_t>(id);
-    token.special = t.value("special", false);
-    token.lstrip = t.value("lstrip", false);
-    token.rstrip = t.value("rstrip", false);
-    if (t.value("single_word", false)) {
+    token.special = fields_.Bool(t, "special", false);
+    token.lstrip = fields_.Bool(t, "lstrip", false);
+    token.rstrip = fields_.Bool(t, "rstrip", false);
+    if (fields_.Bool(t, "single_word", false)) {
       return Invalid(absl::StrCat("added token \"", token.content,
                                   "\" has single_word=true, which is not supported"));
     }
-    if (t.value("normalized", false) && !normalizer_.empty()) {
+    if (fields_.Bool(t, "normalized", false) && !normalizer_.empty()) {
       return Invalid(absl::StrCat("added token \"", token.content,
                                   "\" has normalized=true with a normalizer, which is not "
                                   "supported (only tokens matched on the raw text are)"));
@@ -639,11 +689,13 @@ absl::Status BpeTokenizer::ParseNormalizer(const json& normalizer) {
   if (type == "Replace") {
     absl::StatusOr<std::string> pattern = LiteralPattern(normalizer, "normalizer Replace");
     if (!pattern.ok()) return pattern.status();
-    normalizer_.push_back({NormalizerStep::kReplace, *pattern, normalizer.value("content", "")});
+    normalizer_.push_back(
+        {NormalizerStep::kReplace, *pattern, fields_.String(normalizer, "content", "")});
     return absl::OkStatus();
   }
   if (type == "Prepend") {
-    normalizer_.push_back({NormalizerStep::kPrepend, "", normalizer.value("prepend", "")});
+    normalizer_.push_back(
+        {NormalizerStep::kPrepend, "", fields_.String(normalizer, "prepend", "")});
     return absl::OkStatus();
   }
   return Invalid(absl::StrCat("normalizer type \"", type,
@@ -664,10 +716,10 @@ absl::Status BpeTokenizer::ParsePreTokenizer(const json& pre_tokenizer) {
   if (type == "Split") {
     absl::StatusOr<std::string> pattern = LiteralPattern(pre_tokenizer, "pre_tokenizer Split");
     if (!pattern.ok()) return pattern.status();
-    if (pre_tokenizer.value("invert", false)) {
+    if (fields_.Bool(pre_tokenizer, "invert", false)) {
       return Invalid("pre_tokenizer Split with invert=true is not supported");
     }
-    const std::string behavior = pre_tokenizer.value("behavior", "");
+    const std::string behavior = fields_.String(pre_tokenizer, "behavior", "");
     static const std::pair<const char*, SplitBehavior> kBehaviors[] = {
         {"Removed", SplitBehavior::kRemoved},
         {"Isolated", SplitBehavior::kIsolated},
@@ -710,7 +762,7 @@ absl::Status BpeTokenizer::ParseDecoder(const json& decoder) {
   if (type == "Replace") {
     absl::StatusOr<std::string> pattern = LiteralPattern(decoder, "decoder Replace");
     if (!pattern.ok()) return pattern.status();
-    const std::string content = decoder.value("content", "");
+    const std::string content = fields_.String(decoder, "content", "");
     if (pattern->find_first_of("<>0123456789ABCDEFabcdefx") != std::string::npos) {
       // Would interfere with recognising <0xNN> byte tokens incrementally.
       return Invalid(absl::StrCat("decoder Replace pattern \"", *pattern, "\" is not supported"));
@@ -728,9 +780,9 @@ absl::Status BpeTokenizer::ParseDecoder(const json& decoder) {
   }
   if (type == "Strip") {
     DecoderStep step{DecoderStep::kStrip};
-    step.content = decoder.value("content", " ");
-    step.start = decoder.value("start", 0);
-    step.stop = decoder.value("stop", 0);
+    step.content = fields_.String(decoder, "content", " ");
+    step.start = fields_.Int(decoder, "start", 0);
+    step.stop = fields_.Int(decoder, "stop", 0);
     if (Utf8CharLen(step.content, 0) != step.content.size() || step.content.empty()) {
       return Invalid("decoder Strip content must be one character");
     }
@@ -765,6 +817,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> BpeTokenizer::Load(std::string_view t
   if (s.ok()) s = tok->ParseModel(field("model"), &doc);
   if (s.ok()) s = tok->ParseAddedTokens(field("added_tokens"));
   if (s.ok()) s = tok->ParseDecoder(field("decoder"));
+  if (s.ok()) s = tok->fields_.status();
   if (!s.ok()) return s;
   if (tok->special_.size() != tok->id_to_token_.size()) {
     tok->special_.assign(tok->id_to_token_.size(), false);
@@ -857,7 +910,10 @@ void BpeTokenizer::EncodeWord(std::string_view word, std::vector<int32_t>* ids) 
     size_t len = Utf8CharLen(word, i);
     if (len == 0) len = 1;  // an invalid byte: not in the vocabulary, so it falls back below
     const std::string_view ch = word.substr(i, len);
-    if (const int32_t id = vocab_.Find(ch); id >= 0) {
+    const int32_t id = len == 1 && static_cast<uint8_t>(ch[0]) < 128
+                           ? ascii_ids_[static_cast<uint8_t>(ch[0])]
+                           : vocab_.Find(ch);
+    if (id >= 0) {
       if (unk_len > 0) add(*unk_id_, unk_len), unk_len = 0;
       add(id, static_cast<int32_t>(len));
     } else {
@@ -885,10 +941,15 @@ void BpeTokenizer::EncodeWord(std::string_view word, std::vector<int32_t>* ids) 
   if (unk_len > 0) add(*unk_id_, unk_len);
 
   // Merge by rank, lowest first; ties go to the leftmost pair (HF's Merge ordering).
+  // A candidate stays valid while its two symbols keep the ids it saw: symbols only grow, so the
+  // pair's concatenation (its new_id) changes whenever either does, which is HF's staleness test
+  // (the pair's merge still yields new_id) without a second table lookup.
   struct Candidate {
     int32_t rank;
     int32_t pos;
     int32_t new_id;
+    int32_t left;
+    int32_t right;
     bool operator>(const Candidate& o) const {
       return rank != o.rank ? rank > o.rank : pos > o.pos;
     }
@@ -900,7 +961,7 @@ void BpeTokenizer::EncodeWord(std::string_view word, std::vector<int32_t>* ids) 
   const auto lookup = [&](int32_t a, int32_t b) -> const Merge* { return merges_.Find(a, b); };
   for (size_t i = 0; i + 1 < symbols.size(); ++i) {
     if (const Merge* m = lookup(symbols[i].id, symbols[i + 1].id)) {
-      queue.push({m->rank, static_cast<int32_t>(i), m->new_id});
+      queue.push({m->rank, static_cast<int32_t>(i), m->new_id, symbols[i].id, symbols[i + 1].id});
     }
   }
   while (!queue.empty()) {
@@ -910,8 +971,7 @@ void BpeTokenizer::EncodeWord(std::string_view word, std::vector<int32_t>* ids) 
     if (cur.len == 0 || cur.next < 0) continue;
     const int32_t next_pos = cur.next;
     const Symbol right = symbols[next_pos];
-    const Merge* m = lookup(cur.id, right.id);
-    if (m == nullptr || m->new_id != top.new_id) continue;  // stale
+    if (cur.id != top.left || right.id != top.right) continue;  // stale
     cur.id = top.new_id;
     cur.len += right.len;
     cur.next = right.next;
@@ -919,12 +979,12 @@ void BpeTokenizer::EncodeWord(std::string_view word, std::vector<int32_t>* ids) 
     if (right.next >= 0) symbols[right.next].prev = top.pos;
     if (cur.prev >= 0) {
       if (const Merge* pm = lookup(symbols[cur.prev].id, cur.id)) {
-        queue.push({pm->rank, cur.prev, pm->new_id});
+        queue.push({pm->rank, cur.prev, pm->new_id, symbols[cur.prev].id, cur.id});
       }
     }
     if (cur.next >= 0) {
       if (const Merge* nm = lookup(cur.id, symbols[cur.next].id)) {
-        queue.push({nm->rank, top.pos, nm->new_id});
+        queue.push({nm->rank, top.pos, nm->new_id, cur.id, symbols[cur.next].id});
       }
     }
   }

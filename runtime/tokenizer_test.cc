@@ -193,6 +193,16 @@ TEST(TokenizerTest, RefusesWhatItDoesNotImplement) {
   j["model"].erase("unk_token");
   EXPECT_THAT(error(j), HasSubstr("neither an unk_token nor byte_fallback"));
   EXPECT_THAT(error(json::array()), HasSubstr("not an object"));
+  // Found by tests/fuzz/tokenizer_fuzz.cc: a field of the wrong type is an error, not an exception.
+  j = SmallTokenizer({"a"}, {});
+  j["normalizer"]["content"] = 2;
+  EXPECT_THAT(error(j), HasSubstr("\"content\" must be a string"));
+  j = SmallTokenizer({"a"}, {});
+  j["added_tokens"][0]["special"] = "yes";
+  EXPECT_THAT(error(j), HasSubstr("\"special\" must be a boolean"));
+  j = SmallTokenizer({"a"}, {});
+  j["model"]["vocab"]["b"] = 1.5;
+  EXPECT_THAT(error(j), HasSubstr("is not an integer id"));
   auto t = Tokenizer::FromJson("{\"model\": ");
   ASSERT_FALSE(t.ok());
   EXPECT_THAT(std::string(t.status().message()), HasSubstr("not valid JSON"));

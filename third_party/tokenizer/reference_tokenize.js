@@ -35,6 +35,7 @@ if (mode === 'encode') {
     input.forEach(encode);  // warm up the JIT
     let runs = 0;
     const start = process.hrtime.bigint();
+    const cpuStart = process.cpuUsage();
     let elapsed = 0;
     while (elapsed < budget) {
       if (clear) tokenizer.model.clear_cache();
@@ -42,7 +43,8 @@ if (mode === 'encode') {
       ++runs;
       elapsed = Number(process.hrtime.bigint() - start) / 1e9;
     }
-    return {bytes: bytes * runs, seconds: elapsed};
+    const cpu = process.cpuUsage(cpuStart);
+    return {bytes: bytes * runs, seconds: elapsed, cpu_seconds: (cpu.user + cpu.system) / 1e6};
   };
   result = timed(true);
   result.cached = timed(false);
