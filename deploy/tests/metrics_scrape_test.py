@@ -128,6 +128,8 @@ class ServerUnderTest:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
+        except urllib.error.URLError:
+            return 0, ""  # Nothing listening (e.g. the server already exited).
 
     def wait_ready(self, timeout=60):
         deadline = time.time() + timeout
