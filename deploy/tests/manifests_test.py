@@ -145,6 +145,33 @@ class OverlayTest(unittest.TestCase):
                 dash = json.loads(cm["data"]["tessera-dashboard.json"])
                 self.assertEqual(dash["uid"], "tessera-overview")
 
+    def test_dashboard_structure(self):
+        with open(lib.runfile("deploy/k8s/components/monitoring/tessera-dashboard.json")) as f:
+            dash = json.load(f)
+        ids = [p["id"] for p in dash["panels"]]
+        self.assertEqual(len(ids), len(set(ids)))
+        cells = set()
+        for p in dash["panels"]:
+            g = p["gridPos"]
+            self.assertLessEqual(g["x"] + g["w"], 24, p["title"])
+            for x in range(g["x"], g["x"] + g["w"]):
+                for y in range(g["y"], g["y"] + g["h"]):
+                    self.assertNotIn((x, y), cells, f"panel {p['title']!r} overlaps another")
+                    cells.add((x, y))
+            if p["type"] == "row":
+                continue
+            self.assertEqual(p["datasource"]["uid"], "${datasource}")
+            refs = [t["refId"] for t in p["targets"]]
+            self.assertEqual(len(refs), len(set(refs)), p["title"])
+            for t in p["targets"]:
+                self.assertIn('namespace=~"$namespace"', t["expr"], p["title"])
+        variables = {v["name"] for v in dash["templating"]["list"]}
+        self.assertEqual(variables, {"datasource", "namespace", "pod"})
+        titles = " ".join(p["title"] for p in dash["panels"]).lower()
+        for topic in ("time to first token", "inter-token", "end-to-end", "error", "running and waiting",
+                      "kv cache", "prefix cache", "tokens /s", "preemptions", "media"):
+            self.assertIn(topic, titles)
+
     def test_prometheusrule_matches_rule_file(self):
         sync = lib.runfile("deploy/monitoring/sync_prometheusrule.py")
         p = subprocess.run([sys.executable, sync, "--check",
