@@ -9,7 +9,6 @@
 #include <deque>
 #include <fstream>
 #include <queue>
-#include <sstream>
 #include <unordered_map>
 #include <utility>
 
@@ -1149,12 +1148,17 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
 }
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot open tokenizer file ", path));
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read tokenizer file ", path));
-  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = FromJson(buffer.str());
+  // One read of the known size (a stringstream copy cost a tenth of the load).
+  const std::streamoff size = in.tellg();
+  if (size < 0) return absl::DataLossError(absl::StrCat("cannot read tokenizer file ", path));
+  std::string text(static_cast<size_t>(size), '\0');
+  in.seekg(0);
+  if (!in.read(text.data(), size)) {
+    return absl::DataLossError(absl::StrCat("cannot read tokenizer file ", path));
+  }
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = FromJson(text);
   if (!tokenizer.ok()) {
     return absl::Status(tokenizer.status().code(),
                         absl::StrCat(path, ": ", tokenizer.status().message()));
