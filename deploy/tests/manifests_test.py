@@ -113,6 +113,18 @@ class OverlayTest(unittest.TestCase):
                 if replicas is not None and "maxUnavailable" in pdb["spec"]:
                     self.assertLessEqual(pdb["spec"]["maxUnavailable"], max(replicas - 1, 1))
 
+    def test_example_claim_is_the_one_mounted(self):
+        with open(lib.runfile("deploy/k8s/examples/model-pvc.yaml")) as f:
+            pv, pvc = yaml.safe_load_all(f)
+        dep, _ = lib.tessera_container(lib.render("monitored"))
+        (vol,) = [v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "model"]
+        self.assertEqual(pvc["metadata"]["name"], vol["persistentVolumeClaim"]["claimName"])
+        self.assertEqual(pvc["metadata"]["namespace"], dep["metadata"]["namespace"])
+        self.assertEqual(pvc["spec"]["accessModes"], ["ReadOnlyMany"])
+        self.assertEqual(pvc["spec"]["volumeName"], pv["metadata"]["name"])
+        self.assertEqual(pv["spec"]["claimRef"]["name"], pvc["metadata"]["name"])
+        self.assertTrue(pv["spec"]["nfs"]["readOnly"])
+
     def test_single_node_uses_host_path(self):
         docs = lib.render("single-node")
         dep, _ = lib.tessera_container(docs)
