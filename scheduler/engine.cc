@@ -719,10 +719,9 @@ bool EngineImpl::StepOnce() {
         if (it->bidirectional()) sp.bidirectional.push_back({it->start, it->end()});
       }
     }
-    sp.block_tables.resize(seq->block_tables.size());
-    for (size_t g = 0; g < seq->block_tables.size(); ++g) {
-      sp.block_tables[g].assign(seq->block_tables[g].begin(), seq->block_tables[g].end());
-    }
+    // Lent, not copied: swapped back right after Execute (nothing else reads them meanwhile).
+    // NOTE: copying them cost ~1.6 KB of memmove per sequence per step at 2.5k-token contexts.
+    sp.block_tables.swap(seq->block_tables);
     sp.sample = ch.sample;
     sp.sampling_context = runtime::SamplingContext{};
     if (ch.sample) {
@@ -742,6 +741,9 @@ bool EngineImpl::StepOnce() {
   }
   runtime::StepOutput& out = out_;
   const absl::Status status = runner_->Execute(plan, &out);
+  for (size_t i = 0; i < owners.size(); ++i) {
+    plan.seqs[i].block_tables.swap(owners[i]->seq.block_tables);
+  }
   const absl::Time done = clock_->Now();
   ++steps_;
   prompt_tokens_computed_ += prefill_tokens;

@@ -168,6 +168,11 @@ void KvCacheManager::AttachPrefix(Sequence* seq, const PrefixMatch& match) {
 
 bool KvCacheManager::Allocate(Sequence* seq, int32_t new_end) {
   if (!CanAllocate(*seq, new_end)) return false;
+  AllocateChecked(seq, new_end);
+  return true;
+}
+
+void KvCacheManager::AllocateChecked(Sequence* seq, int32_t new_end) {
   for (int32_t g = 0; g < num_groups(); ++g) {
     auto& table = seq->block_tables[g];
     const int32_t want = BlocksFor(g, new_end);
@@ -177,7 +182,6 @@ bool KvCacheManager::Allocate(Sequence* seq, int32_t new_end) {
       table.push_back(block);
     }
   }
-  return true;
 }
 
 void KvCacheManager::OnComputed(Sequence* seq) {

@@ -49,6 +49,8 @@ class KvCacheManager {
   void AttachPrefix(Sequence* seq, const PrefixMatch& match);
   // Grows the tables to cover [0, new_end). False (and nothing allocated) if it does not fit.
   bool Allocate(Sequence* seq, int32_t new_end);
+  // Allocate after CanAllocate(seq, new_end) returned true (no second check; the policy's path).
+  void AllocateChecked(Sequence* seq, int32_t new_end);
   // After seq->num_computed advanced: offers newly full blocks to the prefix cache and releases
   // sliding blocks that no query at or after num_computed can see.
   void OnComputed(Sequence* seq);

@@ -70,7 +70,7 @@ bool Scheduler::ScheduleRunning(size_t i, int32_t* budget, StepSchedule* out) {
     Preempt(victim, out);
     if (victim == seq) return false;
   }
-  kv_->Allocate(seq, end);
+  kv_->AllocateChecked(seq, end);
   seq->scheduled_step = step_;
   const bool sample = seq->generating && end == seq->num_tokens();
   out->chunks.push_back({seq, start, end - start, sample});
@@ -82,6 +82,7 @@ bool Scheduler::ScheduleRunning(size_t i, int32_t* budget, StepSchedule* out) {
 StepSchedule Scheduler::Schedule() {
   StepSchedule out;
   out.step = ++step_;
+  out.chunks.reserve(std::min(running_.size() + waiting_.size(), max_num_seqs_reserve()));
   int32_t budget = options_.max_num_batched_tokens;
   const size_t max_seqs = static_cast<size_t>(options_.max_num_seqs);
 
@@ -122,7 +123,7 @@ StepSchedule Scheduler::Schedule() {
     if (!kv_->CanAllocate(*seq, end, &match)) break;
     it = waiting_.erase(it);
     kv_->AttachPrefix(seq, match);
-    kv_->Allocate(seq, end);
+    kv_->AllocateChecked(seq, end);
     if (!seq->ever_admitted && kv_->prefix_caching()) {
       seq->cached_prompt_tokens = start;
       prefix_query_tokens_ += seq->num_tokens();

@@ -80,6 +80,7 @@ class Scheduler {
   bool ScheduleRunning(size_t i, int32_t* budget, StepSchedule* out);
   void Preempt(Sequence* seq, StepSchedule* out);
   void InsertRunning(Sequence* seq);
+  size_t max_num_seqs_reserve() const { return static_cast<size_t>(options_.max_num_seqs); }
 
   SchedulerOptions options_;
   KvCacheManager* kv_;

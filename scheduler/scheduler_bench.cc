@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <memory>
 #include <numeric>
@@ -77,8 +78,11 @@ std::vector<int32_t> Tokens(int32_t n, uint64_t seed) {
   return t;
 }
 
+int g_steps = 2000;
+
 void DecodeSteadyState(const char* label) {
-  constexpr int kRunning = 256, kQueued = 1000, kPrompt = 512, kSteps = 2000;
+  constexpr int kRunning = 256, kQueued = 1000, kPrompt = 512;
+  const int kSteps = g_steps;
   TimedRunner runner(GemmaSpec(256 * 80, 256 * 200), 1000, /*verify_kv=*/false);
   EngineOptions o;
   o.start_loop_thread = false;
@@ -204,7 +208,9 @@ void PrefixLookups() {
 }  // namespace
 }  // namespace tessera::scheduler
 
-int main() {
+// Optional argument: decode steps to time (default 2000).
+int main(int argc, char** argv) {
+  if (argc > 1) tessera::scheduler::g_steps = std::max(10, std::atoi(argv[1]));
   tessera::scheduler::DecodeSteadyState("absl mutex deadlock detection on, the debug default");
   // What a production main() should do: the per-lock cycle check costs several us per step.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);

@@ -11,6 +11,8 @@ StopStringMatcher::StopStringMatcher(std::vector<std::string> stop_strings) {
 }
 
 std::string StopStringMatcher::Append(std::string_view text, std::optional<std::string>* matched) {
+  // Nothing new cannot complete a stop string (held text holds none) nor release held text.
+  if (text.empty()) return {};
   held_.append(text.data(), text.size());
   if (stops_.empty()) {
     std::string out;
