@@ -190,6 +190,7 @@ class EngineImpl {
   // One step boundary plus one model step. False when there was nothing to run.
   bool StepOnce();
   absl::Status CheckConsistency() const;
+  bool loop_thread() const { return options_.start_loop_thread; }
   bool ManualStep() {
     if (options_.start_loop_thread) return false;  // The loop thread owns the steps.
     return StepOnce();
@@ -912,6 +913,11 @@ absl::Status Engine::CloseSession(const std::string& session_id) {
   return impl_->CloseSession(session_id);
 }
 bool Engine::Step() { return impl_->ManualStep(); }
-absl::Status Engine::CheckConsistency() { return impl_->CheckConsistency(); }
+absl::Status Engine::CheckConsistency() {
+  if (impl_->loop_thread()) {
+    return absl::FailedPreconditionError("CheckConsistency needs start_loop_thread = false");
+  }
+  return impl_->CheckConsistency();
+}
 
 }  // namespace tessera::scheduler

@@ -132,6 +132,30 @@ TEST(KvCacheManagerTest, MatchNeverEndsInsideAMediaRun) {
   EXPECT_EQ(kv.FindPrefix(third.get()).num_tokens, 16);
 }
 
+TEST(KvCacheManagerTest, FreedTailFirstSoTheTailIsEvictedFirst) {
+  runtime::KvCacheSpec spec;
+  runtime::KvGroupSpec g;
+  g.name = "global";
+  g.block_size = 4;
+  g.num_blocks = 4;
+  spec.groups = {g};
+  KvCacheManager kv(spec, true);
+  auto first = MakeSeq(kv, 17);
+  Prefill(&kv, first.get(), 16);
+  kv.Free(first.get());
+  EXPECT_EQ(kv.pool(0).num_cached_free(), 4);
+  // Another sequence needs one block: the least recently released one, the tail, goes.
+  auto other = MakeSeq(kv, 3, "other");
+  ASSERT_TRUE(kv.Allocate(other.get(), 3));
+  auto again = MakeSeq(kv, 17);
+  EXPECT_EQ(kv.FindPrefix(again.get()).num_tokens, 12);
+  // Two more evictions take blocks 2 and 1, keeping the head longest.
+  ASSERT_TRUE(kv.Allocate(other.get(), 11));
+  EXPECT_EQ(kv.FindPrefix(again.get()).num_tokens, 4);
+  kv.Free(other.get());
+  EXPECT_TRUE(kv.AllFree());
+}
+
 TEST(KvCacheManagerTest, DifferentSaltSharesNothing) {
   KvCacheManager kv(Spec(16, 16), true);
   auto first = MakeSeq(kv, 21, "alice");
