@@ -22,6 +22,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "runtime/logging.h"
 #include "server/api_keys.h"
@@ -368,6 +369,9 @@ int Main(const char* argv0) {
 }  // namespace tessera::server
 
 int main(int argc, char** argv) {
+  // Debian's Abseil keeps mutex deadlock detection on; every streamed token takes a mutex, and the
+  // check cost ~15 us per engine step (docs/performance.md, scheduler section).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage("Tessera inference server for encoder-free multimodal models.");
   absl::ParseCommandLine(argc, argv);
   return tessera::server::Main(argv[0]);

@@ -2,9 +2,8 @@
 // mixing text, image and audio (tests/node/load.js). Every stream must complete without error and
 // the engine must return to idle (no running request, no KV block held).
 //
-// The suite runs a short version (one request per client, 4 tokens each);
-// `bazel test //tests:serving_load_manual_test` (tagged manual) keeps 200 clients busy for a
-// minute. The summary (p50/p99 TTFT and inter-token latency from /metrics) is printed.
+// The suite runs a short version (one request per client, 4 tokens each); the minute-long run is
+// `bazel test --test_tag_filters=manual //tests:serving_load_manual_test`. The summary (p50/p99 TTFT and inter-token latency from /metrics) is printed.
 #include <cstdlib>
 
 #include "absl/strings/numbers.h"
