@@ -257,6 +257,31 @@ TEST(EngineTest, AbortAndDeadlineFreeEverythingAtTheNextStep) {
   EXPECT_TRUE(f.engine->Submit(MakeRequest("a", MakePrompt(5, 0, 1), 1)).ok());
 }
 
+TEST(EngineTest, LowerPriorityValueRunsFirstThenArrival) {
+  EngineOptions o = ManualOptions();
+  o.max_num_seqs = 1;
+  Fixture f(o);
+  auto late_low = *f.engine->Submit(MakeRequest("low", MakePrompt(10, 0, 1), 3));
+  auto req = MakeRequest("high", MakePrompt(10, 0, 2), 3);
+  req.priority = -1;
+  auto high = *f.engine->Submit(std::move(req));
+  auto same = *f.engine->Submit(MakeRequest("same", MakePrompt(10, 0, 3), 3));
+  std::vector<std::string> order;
+  std::vector<Result> results(3);
+  const std::vector<std::shared_ptr<RequestHandle>> hs = {late_low, high, same};
+  for (int step = 0; step < 100 && order.size() < 3; ++step) {
+    f.engine->Step();
+    for (size_t i = 0; i < hs.size(); ++i) {
+      if (!results[i].completion && Collect(hs[i].get(), &results[i])) {
+        order.push_back(hs[i]->request_id());
+      }
+    }
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"high", "low", "same"}));
+  // Queue time reflects the wait behind the others.
+  EXPECT_EQ(results[1].completion->usage.queue_time, absl::ZeroDuration());
+}
+
 TEST(EngineTest, AdmissionLimitsNameTheLimit) {
   EngineOptions o = ManualOptions();
   o.max_queue_length = 2;
