@@ -1124,8 +1124,9 @@ std::string BpeTokenizer::TokenText(int32_t id) const {
 
 bool ParseByteToken(std::string_view token, uint8_t* byte) {
   if (token.size() != 6 || token.compare(0, 3, "<0x") != 0 || token[5] != '>') return false;
+  // As Rust's u8::from_str_radix(token[3..5], 16) in HF: two hex digits, or '+' and one.
   int value = 0;
-  for (int k = 3; k < 5; ++k) {
+  for (int k = token[3] == '+' ? 4 : 3; k < 5; ++k) {
     const char c = token[k];
     int digit;
     if (c >= '0' && c <= '9') {

