@@ -4,6 +4,10 @@
 // It is the reference the CUDA path is checked against, so it favours exactness: every row's
 // result depends only on that row's sequence (batch-invariant), never on the thread count.
 //
+// Execute is not thread-safe: one step at a time, from one thread (the engine's step loop); it
+// uses its own worker threads inside. The KV memory is fp32 (exactness over capacity), so a block
+// costs twice what a bf16 GPU block does; see kv_cache.h for the layout.
+//
 // KV groups, in kv_spec() order: "sliding" (the sliding-window layers) then "global" (full
 // attention); a model with only one kind of layer has one group. Block tables in a plan follow
 // that order.
