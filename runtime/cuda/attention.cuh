@@ -317,12 +317,14 @@ template <int D, int GROUP, int QR>
 absl::Status RunPagedAttention(const AttentionParams& p, cudaStream_t stream) {
   const int tiles = (p.max_rows_per_seq + QR - 1) / QR;
   const dim3 grid(p.num_seqs, tiles, p.kv.num_kv_heads * p.num_splits);
-  PagedAttentionKernel<D, GROUP, QR><<<grid, kThreads, 0, stream>>>(p);
+  auto* kernel = &PagedAttentionKernel<D, GROUP, QR>;
+  TESSERA_LAUNCH(kernel, grid, kThreads, stream, p);
   absl::Status s = LaunchStatus("PagedAttentionKernel");
   if (!s.ok() || p.num_splits == 1) return s;
   const dim3 merge_grid(p.total_rows, p.num_q_heads);
   constexpr int kMergeThreads = D < 128 ? 32 : 128;
-  MergeSplitsKernel<D><<<merge_grid, kMergeThreads, 0, stream>>>(p);
+  auto* merge = &MergeSplitsKernel<D>;
+  TESSERA_LAUNCH(merge, merge_grid, kMergeThreads, stream, p);
   return LaunchStatus("MergeSplitsKernel");
 }
 

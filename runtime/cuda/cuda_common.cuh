@@ -9,6 +9,16 @@
 #include "absl/strings/str_cat.h"
 #include "runtime/cuda/bf16.h"
 
+// kernel<<<grid, block, 0, stream>>>(args...), written so that the CPU emulation (emu/) can run the
+// same launchers: `kernel` must be one token (take a pointer to a template instance first).
+#if defined(TESSERA_CUDA_EMULATION)
+#define TESSERA_LAUNCH(kernel, grid, block, stream, ...) \
+  TESSERA_EMU_LAUNCH(kernel, grid, block, stream, __VA_ARGS__)
+#else
+#define TESSERA_LAUNCH(kernel, grid, block, stream, ...) \
+  kernel<<<grid, block, 0, stream>>>(__VA_ARGS__)
+#endif
+
 namespace tessera::runtime::cuda {
 
 // A launch or runtime failure. Without a GPU (no driver: error 35; no device: error 100) this is

@@ -15,7 +15,7 @@ absl::Status LaunchRmsNorm(const RmsNormParams& p, cudaStream_t stream) {
     return absl::InvalidArgumentError("rms norm: a required device pointer is null");
   }
   if (p.rows == 0) return absl::OkStatus();
-  norm_internal::RmsNormKernel<<<p.rows, norm_internal::kThreads, 0, stream>>>(p);
+  TESSERA_LAUNCH(norm_internal::RmsNormKernel, p.rows, norm_internal::kThreads, stream, p);
   return LaunchStatus("RmsNormKernel");
 }
 
@@ -32,7 +32,7 @@ absl::Status LaunchResidualRmsNorm(const ResidualRmsNormParams& p, cudaStream_t 
     return absl::InvalidArgumentError("residual rms norm: out and out_weight go together");
   }
   if (p.rows == 0) return absl::OkStatus();
-  norm_internal::ResidualRmsNormKernel<<<p.rows, norm_internal::kThreads, 0, stream>>>(p);
+  TESSERA_LAUNCH(norm_internal::ResidualRmsNormKernel, p.rows, norm_internal::kThreads, stream, p);
   return LaunchStatus("ResidualRmsNormKernel");
 }
 

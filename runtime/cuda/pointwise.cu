@@ -24,7 +24,7 @@ absl::Status LaunchEmbedTokens(const EmbedParams& p, cudaStream_t stream) {
     return absl::InvalidArgumentError("embed: a required device pointer is null");
   }
   if (p.rows == 0) return absl::OkStatus();
-  pointwise_internal::EmbedKernel<<<p.rows, pointwise_internal::kThreads, 0, stream>>>(p);
+  TESSERA_LAUNCH(pointwise_internal::EmbedKernel, p.rows, pointwise_internal::kThreads, stream, p);
   return LaunchStatus("EmbedKernel");
 }
 
@@ -40,7 +40,7 @@ absl::Status LaunchGeglu(const GegluParams& p, cudaStream_t stream) {
   }
   if (p.rows == 0) return absl::OkStatus();
   const dim3 grid(ColumnBlocks(p.dim), p.rows);
-  pointwise_internal::GegluKernel<<<grid, pointwise_internal::kThreads, 0, stream>>>(p);
+  TESSERA_LAUNCH(pointwise_internal::GegluKernel, grid, pointwise_internal::kThreads, stream, p);
   return LaunchStatus("GegluKernel");
 }
 
@@ -54,7 +54,7 @@ absl::Status LaunchSoftcap(const SoftcapParams& p, cudaStream_t stream) {
   }
   if (p.rows == 0) return absl::OkStatus();
   const dim3 grid(ColumnBlocks(p.cols), p.rows);
-  pointwise_internal::SoftcapKernel<<<grid, pointwise_internal::kThreads, 0, stream>>>(p);
+  TESSERA_LAUNCH(pointwise_internal::SoftcapKernel, grid, pointwise_internal::kThreads, stream, p);
   return LaunchStatus("SoftcapKernel");
 }
 

@@ -43,16 +43,16 @@ absl::Status LaunchRopeKvWrite(const RopeKvParams& p, cudaStream_t stream) {
   const dim3 grid(p.num_rows), block(rope_kv_internal::kWarps * 32);
   switch (p.kv.head_dim) {
     case 16:
-      RopeKvKernel<16><<<grid, block, 0, stream>>>(p);
+      TESSERA_LAUNCH(RopeKvKernel<16>, grid, block, stream, p);
       break;
     case 32:
-      RopeKvKernel<32><<<grid, block, 0, stream>>>(p);
+      TESSERA_LAUNCH(RopeKvKernel<32>, grid, block, stream, p);
       break;
     case 256:
-      RopeKvKernel<256><<<grid, block, 0, stream>>>(p);
+      TESSERA_LAUNCH(RopeKvKernel<256>, grid, block, stream, p);
       break;
     case 512:
-      RopeKvKernel<512><<<grid, block, 0, stream>>>(p);
+      TESSERA_LAUNCH(RopeKvKernel<512>, grid, block, stream, p);
       break;
     default:
       return absl::InternalError("rope+kv write: validated head_dim missing from dispatch");

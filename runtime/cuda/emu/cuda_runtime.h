@@ -1,0 +1,91 @@
+// CPU emulation of the small part of the CUDA runtime and device language that Tessera's kernels
+// use, so that the very same kernel source (.cuh/.cu) compiles with the host C++ compiler and runs
+// on a machine without a GPU (kernels_emu_test). Each CTA runs as blockDim cooperative fibers on
+// one OS thread (emulator.h): __syncthreads, __syncwarp and warp shuffles switch fibers, so barrier
+// and shuffle semantics hold exactly; timing, memory coalescing and races do not (racecheck on a
+// GPU covers those). Device memory is host memory.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include "runtime/cuda/emu/emulator.h"
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+// One CTA runs at a time, so a function-local static is exactly one CTA's shared memory.
+#define __shared__ static
+
+struct CUstream_st;
+using cudaStream_t = CUstream_st*;
+struct CUevent_st;
+using cudaEvent_t = CUevent_st*;
+
+enum cudaError_t {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorInitializationError = 3,
+  cudaErrorInvalidConfiguration = 9,
+  cudaErrorInsufficientDriver = 35,
+  cudaErrorDevicesUnavailable = 46,
+  cudaErrorNoDevice = 100,
+};
+
+enum cudaMemcpyKind {
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3,
+};
+
+struct uint4 {
+  unsigned int x, y, z, w;
+};
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) {
+  return uint4{x, y, z, w};
+}
+struct float2 {
+  float x, y;
+};
+
+using std::max;
+using std::min;
+inline float __expf(float x) { return std::exp(x); }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline void sincosf(float x, float* s, float* c) {
+  *s = std::sin(x);
+  *c = std::cos(x);
+}
+
+inline float __shfl_xor_sync(unsigned mask, float v, int lane_mask) {
+  return tessera::emu::ShuffleXor(v, lane_mask);
+}
+inline void __syncwarp(unsigned mask = 0xffffffffu) { tessera::emu::SyncWarp(); }
+inline void __syncthreads() { tessera::emu::SyncThreads(); }
+
+#define threadIdx (tessera::emu::ThreadIdx())
+#define blockIdx (tessera::emu::BlockIdx())
+#define blockDim (tessera::emu::BlockDim())
+#define gridDim (tessera::emu::GridDim())
+
+cudaError_t cudaGetLastError();
+const char* cudaGetErrorName(cudaError_t e);
+const char* cudaGetErrorString(cudaError_t e);
+cudaError_t cudaMalloc(void** p, size_t bytes);
+cudaError_t cudaFree(void* p);
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
+                            cudaStream_t stream = nullptr);
+cudaError_t cudaMemset(void* p, int value, size_t bytes);
+cudaError_t cudaDeviceSynchronize();
+cudaError_t cudaEventCreate(cudaEvent_t* e);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t stream = nullptr);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t stop);
