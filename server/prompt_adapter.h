@@ -30,7 +30,13 @@ class PromptAdapter {
 
  private:
   PromptAdapter() = default;
+  absl::StatusOr<runtime::MediaItem> Image(const v1::Image& image) const;
+  // Adds the clip's duration to *seconds_used and checks it against --max_audio_seconds.
+  absl::StatusOr<runtime::MediaItem> Audio(const v1::Audio& audio, double* seconds_used) const;
+
   const runtime::Tokenizer* tokenizer_ = nullptr;
+  runtime::ModelConfig config_;
+  RequestLimits limits_;
   int32_t bos_ = 2;
   int32_t max_prompt_tokens_ = 0;
 };

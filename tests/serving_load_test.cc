@@ -3,7 +3,8 @@
 // the engine must return to idle (no running request, no KV block held).
 //
 // The suite runs a short version (one request per client, 4 tokens each); the minute-long run is
-// `bazel test --test_tag_filters=manual //tests:serving_load_manual_test`. The summary (p50/p99 TTFT and inter-token latency from /metrics) is printed.
+// `bazel test --test_tag_filters=manual //tests:serving_load_manual_test`. The summary (p50/p99
+// TTFT and inter-token latency from /metrics) is printed.
 #include <cstdlib>
 
 #include "absl/strings/numbers.h"
