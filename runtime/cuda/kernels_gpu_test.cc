@@ -32,6 +32,7 @@
 #include "runtime/cuda/norm.h"
 #include "runtime/cuda/pointwise.h"
 #include "runtime/cuda/rope_kv.h"
+#include "runtime/cuda/sampling.h"
 
 namespace tessera::runtime::cuda {
 namespace {
@@ -811,6 +812,61 @@ TEST_F(GpuTest, EmbedTokens) {
         ASSERT_EQ(F(got[r * hidden + i]), want)
             << "row " << r << " (id " << ids[r] << ") dim " << i;
       }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Greedy sampling.
+
+TEST_F(GpuTest, Argmax) {
+  Rng rng(1300);
+  for (int vocab : {1, 7, 512, 262144}) {
+    const int rows = 6;
+    const int64_t stride = vocab + 3;
+    std::vector<float> x(rows * stride);
+    for (auto& v : x) v = rng.Uniform(-30.0f, 30.0f);
+    // Row 1: a tie at the maximum (lowest id wins); row 2: NaNs, never chosen; row 3: all NaN;
+    // row 4: the maximum in the last column; row 5: -inf everywhere but one entry.
+    if (vocab >= 7) {
+      x[1 * stride + 5] = 100.0f;
+      x[1 * stride + 2] = 100.0f;
+      x[2 * stride + 0] = NAN;
+      x[2 * stride + 4] = NAN;
+      x[4 * stride + vocab - 1] = 1000.0f;
+      for (int i = 0; i < vocab; ++i) x[5 * stride + i] = -INFINITY;
+      x[5 * stride + 6] = -1.0f;
+    }
+    for (int i = 0; i < vocab; ++i) x[3 * stride + i] = NAN;
+    std::vector<int32_t> want(rows, -1);
+    std::vector<float> want_v(rows, 0.0f);
+    for (int r = 0; r < rows; ++r) {
+      for (int i = 0; i < vocab; ++i) {
+        const float v = x[r * stride + i];
+        if (std::isnan(v)) continue;
+        if (want[r] < 0 || v > want_v[r]) {
+          want[r] = i;
+          want_v[r] = v;
+        }
+      }
+    }
+    ASSERT_OK_AND_ASSIGN(d_x, Upload(x));
+    ASSERT_OK_AND_ASSIGN(d_tok, DeviceBuffer::Allocate(sizeof(int32_t) * rows));
+    ASSERT_OK_AND_ASSIGN(d_val, DeviceBuffer::Allocate(sizeof(float) * rows));
+    ArgmaxParams p;
+    p.logits = d_x.as<float>();
+    p.row_stride = stride;
+    p.rows = rows;
+    p.vocab = vocab;
+    p.out_token = d_tok.as<int32_t>();
+    p.out_value = d_val.as<float>();
+    ASSERT_OK(LaunchArgmax(p, nullptr));
+    ASSERT_OK(Synchronize());
+    ASSERT_OK_AND_ASSIGN(tok, Download<int32_t>(d_tok, rows));
+    ASSERT_OK_AND_ASSIGN(val, Download<float>(d_val, rows));
+    for (int r = 0; r < rows; ++r) {
+      EXPECT_EQ(tok[r], want[r]) << "vocab " << vocab << " row " << r;
+      if (want[r] >= 0) EXPECT_EQ(val[r], want_v[r]) << "vocab " << vocab << " row " << r;
     }
   }
 }

@@ -13,6 +13,7 @@
 #include "runtime/cuda/norm.h"
 #include "runtime/cuda/pointwise.h"
 #include "runtime/cuda/rope_kv.h"
+#include "runtime/cuda/sampling.h"
 
 namespace tessera::runtime::cuda {
 namespace {
@@ -258,6 +259,23 @@ TEST(PointwiseLaunchTest, BadShapesAndUnavailable) {
     EXPECT_EQ(LaunchGeglu(g, nullptr).code(), absl::StatusCode::kUnavailable);
     EXPECT_EQ(LaunchEmbedTokens(e, nullptr).code(), absl::StatusCode::kUnavailable);
   }
+}
+
+TEST(SamplingLaunchTest, BadShapesAndUnavailable) {
+  FakeMemory m;
+  ArgmaxParams a;
+  a.logits = m.f32.data();
+  a.row_stride = 512;
+  a.rows = 2;
+  a.vocab = 512;
+  a.out_token = m.i32.data();
+  ArgmaxParams bad = a;
+  bad.row_stride = 100;
+  EXPECT_EQ(LaunchArgmax(bad, nullptr).code(), absl::StatusCode::kInvalidArgument);
+  bad = a;
+  bad.out_token = nullptr;
+  EXPECT_EQ(LaunchArgmax(bad, nullptr).code(), absl::StatusCode::kInvalidArgument);
+  if (!HaveGpu()) EXPECT_EQ(LaunchArgmax(a, nullptr).code(), absl::StatusCode::kUnavailable);
 }
 
 TEST(DeviceMemoryTest, WithoutGpuAllocationIsUnavailable) {
