@@ -57,7 +57,8 @@ out="${OUT:-/tmp/gpu_check_out}"
 mkdir -p "$out"
 export LD_LIBRARY_PATH="$PWD/$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 summary="$out/gpu_check.md"
-sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
+  /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -n 1 || true)
 # Racecheck tracks every shared-memory access: run it on the shapes that exercise every code path
 # (split-warp merge, K/V tiles, splits) but not on the 32k-context cases.
 race_filter='GpuTest.TinyFixtureShapes:GpuTest.PrefillGlobalHeadDim512:GpuTest.RopeKvWrite:GpuTest.RmsNorm:GpuTest.ResidualRmsNorm:GpuTest.Geglu'

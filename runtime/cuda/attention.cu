@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdint>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/cuda/attention.h"
@@ -98,6 +99,11 @@ absl::Status ValidateAttention(const AttentionParams& p) {
     return absl::InvalidArgumentError(
         "paged attention: row strides must cover num_q_heads * head_dim and q's be a multiple of 8 "
         "(16-byte loads)");
+  }
+  // The kernels read q rows and K/V rows with 16-byte vector loads.
+  if (reinterpret_cast<uintptr_t>(p.q) % 16 != 0 ||
+      reinterpret_cast<uintptr_t>(p.kv.pool) % 16 != 0) {
+    return absl::InvalidArgumentError("paged attention: q and the KV pool must be 16-byte aligned");
   }
   if (p.num_splits < 1 || p.num_splits > kMaxSplits) {
     return absl::InvalidArgumentError(absl::StrCat("paged attention: num_splits ", p.num_splits,

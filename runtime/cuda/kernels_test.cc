@@ -23,6 +23,8 @@ bool HaveGpu() { return QueryDevices().ok(); }
 // Host storage whose addresses stand in for device pointers: on a machine without a GPU the launch
 // fails before any kernel could dereference them; the tests that launch skip when a GPU is present.
 struct FakeMemory {
+  // operator new aligns to 16 bytes on x86-64 (__STDCPP_DEFAULT_NEW_ALIGNMENT__), as the 16-byte
+  // checks of the launchers need.
   std::vector<Bf16> bf16 = std::vector<Bf16>(4096);
   std::vector<float> f32 = std::vector<float>(4096);
   std::vector<int32_t> i32 = std::vector<int32_t>(64);
@@ -108,6 +110,9 @@ TEST(AttentionLaunchTest, MalformedParamsAreInvalidArgument) {
   p = ValidAttention(m, 256, 16, 8);
   p.q_row_stride = 100;
   expect_invalid(p, "short q stride");
+  p = ValidAttention(m, 256, 16, 8);
+  p.q = m.bf16.data() + 1;  // 2-byte aligned only.
+  expect_invalid(p, "misaligned q");
   p = ValidAttention(m, 256, 16, 8);
   p.max_rows_per_seq = 2;
   EXPECT_EQ(LaunchPagedDecodeAttention(p, nullptr).code(), absl::StatusCode::kInvalidArgument);
