@@ -1,8 +1,11 @@
 #include "server/openai_api.h"
 
+#include <thread>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
+#include "httplib.h"
 #include "nlohmann/json.hpp"
 
 namespace tessera::server {
@@ -146,6 +149,44 @@ TEST(OpenAiApiTest, StreamsChunksUsageAndDone) {
   EXPECT_TRUE(absl::StrContains(end, R"("finish_reason":"length")"));
   EXPECT_TRUE(absl::StrContains(end, R"("total_tokens":4)"));
   EXPECT_TRUE(absl::EndsWith(end, "data: [DONE]\n\n"));
+}
+
+}  // namespace
+}  // namespace tessera::server
+
+namespace tessera::server {
+namespace {
+
+// Remote image URLs: fetched only under an allowed prefix, with the byte limit.
+TEST(OpenAiApiTest, RemoteImagesOnlyFromAllowedPrefixes) {
+  httplib::Server origin;
+  origin.Get("/img/cat.png", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(std::string("\x89PNG-bytes", 10), "image/png");
+  });
+  origin.Get("/img/big.png", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(std::string(5000, 'x'), "image/png");
+  });
+  const int port = origin.bind_to_any_port("127.0.0.1");
+  std::thread serving([&] { origin.listen_after_bind(); });
+  const std::string base = "http://127.0.0.1:" + std::to_string(port) + "/img/";
+  auto body = [](const std::string& url) {
+    return R"({"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":")" +
+           url + R"("}}]}]})";
+  };
+  OpenAiOptions options = Options();
+  options.allowed_image_url_prefixes = {base};
+  options.max_image_bytes = 1000;
+  auto ok = ParseChatCompletion(body(base + "cat.png"), options);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->request.messages(0).parts(0).image().encoded(), std::string("\x89PNG-bytes", 10));
+  auto big = ParseChatCompletion(body(base + "big.png"), options);
+  ASSERT_FALSE(big.ok());
+  EXPECT_TRUE(absl::StrContains(big.status().message(), "larger than 1000 bytes"));
+  auto elsewhere = ParseChatCompletion(body("http://127.0.0.1:1/x.png"), options);
+  ASSERT_FALSE(elsewhere.ok());
+  EXPECT_TRUE(absl::StrContains(elsewhere.status().message(), "not allowed"));
+  origin.stop();
+  serving.join();
 }
 
 }  // namespace
