@@ -2,6 +2,7 @@
 
 #include <soxr.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -32,6 +33,11 @@ absl::Status CheckRate(int64_t rate, const AudioLimits& limits) {
 absl::Status CheckLength(int64_t num_samples, int32_t rate, const AudioLimits& limits) {
   if (num_samples <= 0) return absl::InvalidArgumentError("audio clip is empty");
   const int64_t frames = AudioFrameCount(num_samples, rate);
+  if (frames == 0) {
+    // Found by wav_fuzz: 1 sample at 540 kHz resamples to no sample at all.
+    return absl::InvalidArgumentError(absl::StrCat("audio clip is ", num_samples, " samples at ",
+                                                   rate, " Hz, shorter than one sample at 16 kHz"));
+  }
   if (frames > limits.max_frames) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "audio clip is %.2f s (%d frames of 40 ms); the limit is %d frames (%.2f s)",
@@ -165,9 +171,10 @@ absl::StatusOr<PcmAudio> DecodeWav(std::string_view bytes, const AudioLimits& li
       }
       sum += v;
     }
-    float mono = static_cast<float>(sum / channels);
-    if (!std::isfinite(mono)) mono = 0.0f;  // NaN/Inf float samples would poison the embedding.
-    audio.samples[i] = mono;
+    // Float samples outside [-1, 1] are clipped (as a sound card would) and NaN becomes silence:
+    // wav_fuzz found 1e38-sized samples overflowing the resampler to infinity.
+    const double mono = sum / channels;
+    audio.samples[i] = std::isnan(mono) ? 0.0f : static_cast<float>(std::clamp(mono, -1.0, 1.0));
   }
   return audio;
 }
@@ -185,6 +192,7 @@ absl::StatusOr<PcmAudio> PcmFromSamples(const float* samples, size_t count, int3
     if (!std::isfinite(s)) {
       return absl::InvalidArgumentError("audio samples must be finite (found NaN or infinity)");
     }
+    s = std::clamp(s, -1.0f, 1.0f);  // As for WAV floats: outside [-1, 1] is clipping.
   }
   return audio;
 }
@@ -196,6 +204,7 @@ absl::StatusOr<std::vector<float>> ResampleTo16k(const PcmAudio& audio, const Au
   const size_t out_len = static_cast<size_t>(std::llround(
       static_cast<double>(audio.samples.size()) * kAudioSampleRate / audio.sample_rate));
   std::vector<float> out(out_len);
+  if (out_len == 0 || audio.samples.empty()) return out;  // soxr crashes on empty buffers.
   size_t done = 0;
   const soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
   const soxr_quality_spec_t quality = soxr_quality_spec(SOXR_HQ, 0);
@@ -222,6 +231,8 @@ MediaItem FrameAudio(const std::vector<float>& samples_16k) {
 }
 
 absl::StatusOr<MediaItem> PreprocessAudio(const PcmAudio& audio, const AudioLimits& limits) {
+  absl::Status rate_ok = CheckRate(audio.sample_rate, limits);
+  if (!rate_ok.ok()) return rate_ok;
   absl::Status length_ok =
       CheckLength(static_cast<int64_t>(audio.samples.size()), audio.sample_rate, limits);
   if (!length_ok.ok()) return length_ok;

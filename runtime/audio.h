@@ -28,11 +28,12 @@ struct PcmAudio {
 };
 
 // RIFF/WAVE with PCM 8 (unsigned), 16, 24 or 32-bit integer, or 32/64-bit float samples, also as
-// WAVE_FORMAT_EXTENSIBLE; channels are averaged. Integers scale as soundfile does (x / 2^(bits-1)).
+// WAVE_FORMAT_EXTENSIBLE; channels are averaged. Integers scale as soundfile does (x / 2^(bits-1));
+// float samples are clipped to [-1, 1] and NaN becomes 0.
 // The clip's length is checked against the limit from the header, before samples are converted.
 absl::StatusOr<PcmAudio> DecodeWav(std::string_view bytes, const AudioLimits& limits = {});
 
-// Raw mono float samples at a stated rate.
+// Raw mono float samples at a stated rate; NaN/infinity is refused, the rest clipped to [-1, 1].
 absl::StatusOr<PcmAudio> PcmFromSamples(const float* samples, size_t count, int32_t sample_rate,
                                         const AudioLimits& limits = {});
 

@@ -24,12 +24,16 @@ shift $((OPTIND - 1))
 target_sources() {
   case "$1" in
     tokenizer) echo "runtime/tokenizer.cc" ;;
+    image) echo "runtime/image.cc runtime/media_hash.cc" ;;
+    wav) echo "runtime/audio.cc runtime/media_hash.cc" ;;
     *) echo "run.sh: unknown fuzz target $1" >&2; return 1 ;;
   esac
 }
 target_libs() {
   case "$1" in
     tokenizer) grep -o '"-labsl_[a-z0-9_]*"' third_party/BUILD | tr -d '"' | sort -u | tr '\n' ' ' ;;
+    image) echo "$(target_libs tokenizer) -lpng16 -ljpeg -lxxhash" ;;
+    wav) echo "$(target_libs tokenizer) -lsoxr -lxxhash" ;;
   esac
 }
 
