@@ -6,6 +6,8 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/node_clients.h"
 #include "tests/server_process.h"
@@ -117,8 +119,21 @@ TEST(ServingDrainTest, SigtermDrainsThenExitsZero) {
                             "ignore_eos":true})");
   });
   absl::SleepFor(absl::Milliseconds(150));
+  auto health = grpc::health::v1::Health::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(server->ports().grpc), grpc::InsecureChannelCredentials()));
+  auto check = [&health](grpc::health::v1::HealthCheckResponse* out) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service("tessera.v1.Inference");
+    return health->Check(&ctx, req, out);
+  };
+  grpc::health::v1::HealthCheckResponse before, during;
+  ASSERT_TRUE(check(&before).ok());
+  EXPECT_EQ(before.status(), grpc::health::v1::HealthCheckResponse::SERVING);
   kill(server->pid(), SIGTERM);
   absl::SleepFor(absl::Milliseconds(100));
+  const grpc::Status during_status = check(&during);
   const HttpReply ready = HttpGet(port, "/ready");
   const HttpReply refused =
       HttpPost(port, "/v1/chat/completions", R"({"messages":[{"role":"user","content":"new"}]})");
@@ -128,6 +143,9 @@ TEST(ServingDrainTest, SigtermDrainsThenExitsZero) {
   // Between SIGTERM and exit, readiness is off and new work is refused (if the in-flight request
   // already finished and the server exited, there is no answer at all, which is also fine).
   if (ready.status != 0) EXPECT_EQ(ready.status, 503) << ready.body;
+  if (during_status.ok()) {
+    EXPECT_EQ(during.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  }
   if (refused.status != 0) {
     EXPECT_EQ(refused.status, 503) << refused.body;
     EXPECT_TRUE(absl::StrContains(refused.body, "shutting down")) << refused.body;
