@@ -1,14 +1,17 @@
-// Turns the public proto's prompt fields into a runtime::Prompt: `prompt` (raw text, BOS
-// prepended) here, and `messages` (chat template, media preprocessing) through the runtime's
-// prompt builder. Enforces the prompt-size limits with messages that name them.
+// Turns the public proto's prompt fields into a runtime::Prompt through the runtime's
+// PromptBuilder (chat template, image/audio/video preprocessing, placeholder expansion): this file
+// only maps proto fields onto runtime::Conversation and enforces the server's flags (byte sizes,
+// images per request, total audio seconds) with messages that name them.
 #pragma once
 
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "runtime/conversation.h"
 #include "runtime/model_config.h"
 #include "runtime/prompt.h"
+#include "runtime/prompt_builder.h"
 #include "runtime/tokenizer.h"
 #include "server/engine_backend.h"
 #include "tessera/v1/inference.pb.h"
@@ -17,6 +20,7 @@ namespace tessera::server {
 
 struct BuiltPrompt {
   runtime::Prompt prompt;
+  runtime::TokenBreakdown tokens;  // Text, image (and video) and audio tokens.
 };
 
 class PromptAdapter {
@@ -30,15 +34,11 @@ class PromptAdapter {
 
  private:
   PromptAdapter() = default;
-  absl::StatusOr<runtime::MediaItem> Image(const v1::Image& image) const;
-  // Adds the clip's duration to *seconds_used and checks it against --max_audio_seconds.
-  absl::StatusOr<runtime::MediaItem> Audio(const v1::Audio& audio, double* seconds_used) const;
+  absl::StatusOr<runtime::Conversation> ToConversation(const v1::GenerateRequest& request) const;
 
-  const runtime::Tokenizer* tokenizer_ = nullptr;
-  runtime::ModelConfig config_;
   RequestLimits limits_;
-  int32_t bos_ = 2;
   int32_t max_prompt_tokens_ = 0;
+  std::unique_ptr<runtime::PromptBuilder> builder_;
 };
 
 }  // namespace tessera::server

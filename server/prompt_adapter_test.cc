@@ -108,8 +108,8 @@ TEST_F(PromptAdapterTest, BadInputNamesTheProblem) {
     const char* message;
   };
   std::vector<Case> cases;
-  cases.push_back({WithAudio("RIFFxxxxWAVE"), "no data chunk"});
-  cases.push_back({WithAudio("OggS"), "not a RIFF/WAVE"});
+  cases.push_back({WithAudio("RIFFxxxxWAVE"), "no fmt chunk"});
+  cases.push_back({WithAudio("OggS"), "not a WAV file"});
   cases.push_back({WithAudio(Wav(16000, 1, 16, 16000 * 3)), "--max_audio_seconds"});
   v1::GenerateRequest two_images;
   auto* m = two_images.add_messages();
@@ -151,6 +151,40 @@ TEST_F(PromptAdapterTest, BadInputNamesTheProblem) {
     EXPECT_EQ(built.status().code(), absl::StatusCode::kInvalidArgument) << built.status();
     EXPECT_TRUE(absl::StrContains(built.status().message(), c.message)) << built.status();
   }
+}
+
+TEST_F(PromptAdapterTest, VideoFramesBecomeTimestampedRunsOfVideoTokens) {
+  v1::GenerateRequest request;
+  auto* m = request.add_messages();
+  m->set_role("user");
+  m->add_parts()->set_text("What happens?");
+  v1::Video* video = m->add_parts()->mutable_video();
+  for (int f = 0; f < 2; ++f) {
+    v1::VideoFrame* frame = video->add_frames();
+    frame->set_timestamp_ms(1000u * f + 61000u);  // 01:01, 01:02
+    frame->mutable_image()->set_raw_rgb(std::string(96 * 96 * 3, static_cast<char>(40 + f)));
+    frame->mutable_image()->set_width(96);
+    frame->mutable_image()->set_height(96);
+  }
+  auto built = adapter_->Build(request);
+  ASSERT_TRUE(built.ok()) << built.status();
+  const auto& ids = built->prompt.token_ids;
+  ASSERT_EQ(built->prompt.media.size(), 2u);
+  for (const auto& run : built->prompt.media) {
+    // Resized to the largest square inside the 70-token frame budget: 384x384 = 8x8 patches.
+    EXPECT_EQ(run.item->num_rows, 64);
+    EXPECT_EQ(ids[run.start - 1], config_.boi_token_id);
+    for (int i = run.start; i < run.end(); ++i) ASSERT_EQ(ids[i], config_.video_token_id);
+    EXPECT_EQ(ids[run.end()], config_.eoi_token_id);
+  }
+  EXPECT_NE(built->prompt.media[0].item->hash, built->prompt.media[1].item->hash);
+  EXPECT_EQ(built->tokens.image, 128);
+
+  video->mutable_frames(1)->set_timestamp_ms(0);  // Out of order.
+  auto bad = adapter_->Build(request);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(absl::StrContains(bad.status().message(), "earlier than the frame before it"))
+      << bad.status();
 }
 
 }  // namespace
