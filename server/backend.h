@@ -48,6 +48,8 @@ class Session {
   virtual absl::Status AddAudio(const std::vector<float>& samples, int sample_rate) = 0;
   virtual absl::Status AddText(const std::string& text) = 0;
   virtual absl::Status AddImage(const v1::Image& image) = 0;
+  // A video frame: "mm:ss" + the frame's soft tokens (at most 70) as <|video|> placeholders.
+  virtual absl::Status AddVideoFrame(const v1::VideoFrame& frame) = 0;
   virtual v1::InputProgress Progress() = 0;
   // Ends the user's turn and starts the reply.
   virtual absl::StatusOr<std::unique_ptr<ReplyStream>> EndTurn() = 0;

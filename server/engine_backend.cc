@@ -8,8 +8,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "runtime/cpu/cpu_model_runner.h"
+#include "runtime/image.h"
 #include "runtime/logging.h"
+#include "runtime/media_hash.h"
 #include "runtime/model_loader.h"
+#include "runtime/prompt_builder.h"
 #include "runtime/tokenizer.h"
 #include "scheduler/engine.h"
 #include "server/prompt_adapter.h"
@@ -367,17 +370,6 @@ absl::Status EngineBackend::Stopping(const v1::StoppingParams& p, scheduler::Sto
   return absl::OkStatus();
 }
 
-// 128-bit FNV-style hash of audio frames (the prefix-cache key of an audio item).
-runtime::ContentHash HashFrames(const std::vector<float>& rows) {
-  uint64_t a = 1469598103934665603ull, b = 0x9e3779b97f4a7c15ull;
-  const auto* bytes = reinterpret_cast<const uint8_t*>(rows.data());
-  for (size_t i = 0; i < rows.size() * sizeof(float); ++i) {
-    a = (a ^ bytes[i]) * 1099511628211ull;
-    b = (b ^ bytes[i]) * 0x100000001b3ull + 0x632be59bd9b4e019ull;
-  }
-  return {a, b};
-}
-
 // A Converse session on the engine. The context is rendered in Gemma 4's turn format
 // (MODEL.md): <bos>[<|turn>system\n...<turn|>\n]<|turn>user\n ... <turn|>\n<|turn>model\n and, with
 // thinking off, <|channel>thought\n<channel|>. Audio arrives as samples; every complete 640-sample
@@ -454,9 +446,36 @@ class EngineSession : public Session {
     return Push(std::move(ids));
   }
 
-  absl::Status AddImage(const v1::Image&) override {
-    return absl::UnimplementedError(
-        "images in Converse sessions are not supported by this build; send them with Generate");
+  absl::Status AddImage(const v1::Image& image) override {
+    const RequestLimits& limits = backend_->options().limits;
+    const int32_t budget =
+        image.has_max_soft_tokens()
+            ? static_cast<int32_t>(std::min<uint32_t>(image.max_soft_tokens(), 1u << 20))
+            : limits.default_image_tokens;
+    if (!runtime::IsSoftTokenBudget(budget) || budget > limits.max_image_tokens) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "image max_soft_tokens is ", budget, "; use 70, 140, 280, 560 or 1120, at most ",
+          limits.max_image_tokens, " (--max_image_tokens)"));
+    }
+    if (++turn_images_ > limits.max_images_per_request) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("more than ", limits.max_images_per_request,
+                       " images in one turn (--max_images_per_request)"));
+    }
+    return AddImageRows(image, budget, config_.image_token_id, "");
+  }
+
+  absl::Status AddVideoFrame(const v1::VideoFrame& frame) override {
+    const RequestLimits& limits = backend_->options().limits;
+    if (++turn_video_frames_ > limits.max_video_frames) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "more than ", limits.max_video_frames, " video frames in one turn (--max_video_frames)"));
+    }
+    // Frames after the first are joined by a space, as the processor writes a video.
+    const std::string prefix = absl::StrCat(
+        turn_video_frames_ > 1 ? " " : "",
+        runtime::VideoTimestamp(static_cast<double>(frame.timestamp_ms()) / 1000.0), " ");
+    return AddImageRows(frame.image(), /*budget=*/70, config_.video_token_id, prefix);
   }
 
   v1::InputProgress Progress() override {
@@ -477,6 +496,8 @@ class EngineSession : public Session {
     turn_rate_ = 0;
     turn_audio_s_ = 0;
     turn_frames_ = 0;
+    turn_images_ = 0;
+    turn_video_frames_ = 0;
     resample_in_.clear();
     resample_pos_ = 0;
     auto handle = backend_->engine()->GenerateInSession(id_, sampling_, stopping_);
@@ -541,7 +562,7 @@ class EngineSession : public Session {
     item->kind = runtime::MediaKind::kAudio;
     item->num_rows = static_cast<int32_t>(frames);
     item->rows.assign(pending_.begin(), pending_.begin() + frames * frame);
-    item->hash = HashFrames(item->rows);
+    item->hash = runtime::HashMediaItem(*item);
     pending_.erase(pending_.begin(), pending_.begin() + frames * frame);
     runtime::MediaRun run;
     run.start = static_cast<int32_t>(ids.size());
@@ -549,6 +570,46 @@ class EngineSession : public Session {
     ids.insert(ids.end(), frames, config_.audio_token_id);
     turn_frames_ += static_cast<int64_t>(frames);
     backend_->CountAudio(static_cast<double>(frames) * 0.04);
+    return Push(std::move(ids), {std::move(run)});
+  }
+
+  // Decodes and preprocesses `image` and appends `text_prefix` + <|image> + N x `soft_id` +
+  // <image|> to the context, where it is prefilled at once.
+  absl::Status AddImageRows(const v1::Image& image, int32_t budget, int32_t soft_id,
+                            const std::string& text_prefix) {
+    const RequestLimits& limits = backend_->options().limits;
+    if (soft_id < 0) return absl::InvalidArgumentError("this model does not take images");
+    runtime::ImageLimits il;
+    il.max_side = limits.max_image_side;
+    il.max_pixels = limits.max_image_pixels;
+    absl::StatusOr<runtime::RgbImage> rgb;
+    if (image.source_case() == v1::Image::kEncoded) {
+      if (static_cast<int64_t>(image.encoded().size()) > limits.max_image_bytes) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("an image is ", image.encoded().size(), " bytes; the limit is ",
+                         limits.max_image_bytes, " (--max_image_bytes)"));
+      }
+      rgb = runtime::DecodeImage(image.encoded(), il);
+    } else if (image.source_case() == v1::Image::kRawRgb) {
+      rgb = runtime::RgbFromRaw(
+          image.raw_rgb(), static_cast<int32_t>(std::min<uint32_t>(image.width(), 1u << 30)),
+          static_cast<int32_t>(std::min<uint32_t>(image.height(), 1u << 30)), il);
+    } else {
+      return absl::InvalidArgumentError("an image has neither encoded nor raw_rgb bytes");
+    }
+    if (!rgb.ok()) return rgb.status();
+    auto item = runtime::PreprocessImage(*rgb, budget);
+    if (!item.ok()) return item.status();
+    if (auto s = OpenTurn(); !s.ok()) return s;
+    if (auto s = CloseAudio(); !s.ok()) return s;
+    std::vector<int32_t> ids;
+    if (!text_prefix.empty()) Append(&ids, text_prefix);
+    ids.push_back(config_.boi_token_id);
+    runtime::MediaRun run;
+    run.start = static_cast<int32_t>(ids.size());
+    run.item = std::make_shared<const runtime::MediaItem>(*std::move(item));
+    ids.insert(ids.end(), run.item->num_rows, soft_id);
+    ids.push_back(config_.eoi_token_id);
     return Push(std::move(ids), {std::move(run)});
   }
 
@@ -572,6 +633,8 @@ class EngineSession : public Session {
   int turn_rate_ = 0;
   double turn_audio_s_ = 0;
   int64_t turn_frames_ = 0;
+  int32_t turn_images_ = 0;
+  int32_t turn_video_frames_ = 0;
   int64_t context_tokens_ = 0;
   std::vector<float> pending_;      // 16 kHz samples not yet in a complete frame.
   std::vector<float> resample_in_;  // Input-rate samples (when resampling).

@@ -321,7 +321,7 @@ class ConverseReactor final
     }
     if (r.event_case() == v1::ConverseRequest::kText) return session_->AddText(r.text());
     if (r.has_image()) return session_->AddImage(r.image());
-    if (r.has_frame()) return session_->AddImage(r.frame().image());
+    if (r.has_frame()) return session_->AddVideoFrame(r.frame());
     if (r.has_end_turn()) {
       auto reply = session_->EndTurn();
       if (!reply.ok()) return reply.status();

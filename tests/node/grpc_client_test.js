@@ -122,6 +122,15 @@ run(async () => {
   let t = turn();
   conv.write({ end_turn: {} });
   await t;
+  // The second turn also carries an image and a video frame (raw RGB), prefilled as they arrive.
+  const image = { raw_rgb: Buffer.alloc(96 * 48 * 3, 0x55), width: 96, height: 48,
+                  max_soft_tokens: 70 };
+  const imageCount = await unary(inference, 'CountTokens', {
+    messages: [{ role: 'user', parts: [{ image }] }] });
+  assert.ok(imageCount.image_tokens > 0, JSON.stringify(imageCount));
+  conv.write({ image });
+  conv.write({ frame: { image: { raw_rgb: Buffer.alloc(48 * 48 * 3, 0x22), width: 48, height: 48 },
+                        timestamp_ms: 2000 } });
   conv.write({ text: 'And again?' });
   t = turn();
   conv.write({ end_turn: {} });
@@ -137,6 +146,11 @@ run(async () => {
   // The second turn sees the first turn's context: its prompt is longer.
   assert.ok(finals[1].delta.finished.usage.prompt_tokens >
             finals[0].delta.finished.usage.prompt_tokens, JSON.stringify(finals));
+  // ...by at least the image's soft tokens plus the 70-token frame (48x48 upscaled to 8x8 = 64).
+  assert.ok(finals[1].delta.finished.usage.prompt_tokens -
+            finals[0].delta.finished.usage.prompt_tokens -
+            finals[0].delta.finished.usage.completion_tokens >= imageCount.image_tokens + 64,
+            JSON.stringify({ finals, imageCount }));
   await waitIdle();
   inference.close();
   health.close();
