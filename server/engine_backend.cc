@@ -1,5 +1,7 @@
 #include "server/engine_backend.h"
 
+#include <soxr.h>
+
 #include <fstream>
 #include <random>
 #include <utility>
@@ -387,7 +389,10 @@ class EngineSession : public Session {
         stopping_(std::move(stopping)),
         tokenizer_(tokenizer),
         config_(config) {}
-  ~EngineSession() override { backend_->engine()->CloseSession(id_).IgnoreError(); }
+  ~EngineSession() override {
+    if (resampler_ != nullptr) soxr_delete(resampler_);
+    backend_->engine()->CloseSession(id_).IgnoreError();
+  }
 
   absl::Status Begin(const std::string& system) {
     std::vector<int32_t> ids = {config_.text.bos_token_id};
@@ -421,18 +426,10 @@ class EngineSession : public Session {
         return absl::InvalidArgumentError("audio samples must be finite and within [-1, 1]");
       }
     }
-    // NOTE: linear resampling to 16 kHz; clients should send 16 kHz (then this is a copy).
-    const double step = static_cast<double>(sample_rate) / runtime::kAudioSampleRate;
     if (sample_rate == runtime::kAudioSampleRate) {
       pending_.insert(pending_.end(), samples.begin(), samples.end());
-    } else {
-      resample_in_.insert(resample_in_.end(), samples.begin(), samples.end());
-      while (resample_pos_ + 1 < resample_in_.size()) {
-        const size_t i = static_cast<size_t>(resample_pos_);
-        const double f = resample_pos_ - i;
-        pending_.push_back(static_cast<float>(resample_in_[i] * (1 - f) + resample_in_[i + 1] * f));
-        resample_pos_ += step;
-      }
+    } else if (auto s = Resample(samples.data(), samples.size()); !s.ok()) {
+      return s;
     }
     if (auto s = OpenTurn(); !s.ok()) return s;
     return FlushFrames(/*final=*/false);
@@ -498,8 +495,6 @@ class EngineSession : public Session {
     turn_frames_ = 0;
     turn_images_ = 0;
     turn_video_frames_ = 0;
-    resample_in_.clear();
-    resample_pos_ = 0;
     auto handle = backend_->engine()->GenerateInSession(id_, sampling_, stopping_);
     if (!handle.ok()) return handle.status();
     reply_id_ = (*handle)->request_id();
@@ -613,7 +608,42 @@ class EngineSession : public Session {
     return Push(std::move(ids), {std::move(run)});
   }
 
+  // Feeds `n` input-rate samples (n = 0 with in = nullptr: drains the filter) to the resampler and
+  // appends what it produced to pending_.
+  absl::Status Resample(const float* in, size_t n) {
+    if (resampler_ == nullptr) {
+      if (in == nullptr) return absl::OkStatus();
+      soxr_error_t error = nullptr;
+      const soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
+      const soxr_quality_spec_t quality = soxr_quality_spec(SOXR_HQ, 0);
+      resampler_ =
+          soxr_create(turn_rate_, runtime::kAudioSampleRate, 1, &error, &io, &quality, nullptr);
+      if (error != nullptr) {
+        resampler_ = nullptr;
+        return absl::InternalError(absl::StrCat("libsoxr: ", error));
+      }
+    }
+    std::vector<float> out(n * runtime::kAudioSampleRate / turn_rate_ + 1024);
+    while (true) {
+      size_t used = 0, made = 0;
+      soxr_error_t error = soxr_process(resampler_, in, n, &used, out.data(), out.size(), &made);
+      if (error != nullptr) return absl::InternalError(absl::StrCat("libsoxr: ", error));
+      pending_.insert(pending_.end(), out.begin(), out.begin() + made);
+      if (in != nullptr) {
+        in += used;
+        n -= used;
+        if (n == 0) break;
+      } else if (made == 0) {
+        soxr_delete(resampler_);
+        resampler_ = nullptr;
+        break;
+      }
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status CloseAudio() {
+    if (auto s = Resample(nullptr, 0); !s.ok()) return s;
     if (auto s = FlushFrames(/*final=*/true); !s.ok()) return s;
     if (!audio_open_) return absl::OkStatus();
     audio_open_ = false;
@@ -636,9 +666,10 @@ class EngineSession : public Session {
   int32_t turn_images_ = 0;
   int32_t turn_video_frames_ = 0;
   int64_t context_tokens_ = 0;
-  std::vector<float> pending_;      // 16 kHz samples not yet in a complete frame.
-  std::vector<float> resample_in_;  // Input-rate samples (when resampling).
-  double resample_pos_ = 0;
+  std::vector<float> pending_;  // 16 kHz samples not yet in a complete frame.
+  // Streaming libsoxr resampler from turn_rate_ to 16 kHz, alive while a clip at another rate is
+  // open; its filter delay is drained when the clip closes.
+  soxr_t resampler_ = nullptr;
   std::string reply_id_;
 };
 

@@ -128,6 +128,12 @@ run(async () => {
   const imageCount = await unary(inference, 'CountTokens', {
     messages: [{ role: 'user', parts: [{ image }] }] });
   assert.ok(imageCount.image_tokens > 0, JSON.stringify(imageCount));
+  // ...and 0.5 s of 48 kHz audio, resampled to 16 kHz as it streams in (12.5 frames of 40 ms).
+  const secondTurnStart = events.length;
+  const hiRate = toneSamples(0.5, 48000);
+  for (let i = 0; i < hiRate.length; i += 4800) {
+    conv.write({ audio: { samples: hiRate.slice(i, i + 4800), sample_rate: 48000 } });
+  }
   conv.write({ image });
   conv.write({ frame: { image: { raw_rgb: Buffer.alloc(48 * 48 * 3, 0x22), width: 48, height: 48 },
                         timestamp_ms: 2000 } });
@@ -138,9 +144,13 @@ run(async () => {
   conv.end();
   await convEnd;
   assert.ok(events[0].started && events[0].started.model.id === info.id, 'no SessionStarted');
-  const progress = events.filter((e) => e.progress);
+  const progress = events.slice(0, secondTurnStart).filter((e) => e.progress);
   assert.ok(progress.length >= 1, 'no InputProgress');
   assert.strictEqual(progress[progress.length - 1].progress.buffered_audio_frames, 25);
+  // While streaming, the resampler has made every complete frame but those its filter delay holds.
+  const turn2Progress = events.slice(secondTurnStart).filter((e) => e.progress);
+  const lastFrames = turn2Progress[turn2Progress.length - 1].progress.buffered_audio_frames;
+  assert.ok(lastFrames >= 11 && lastFrames <= 13, `48 kHz audio gave ${lastFrames} frames`);
   const finals = events.filter((e) => e.delta && e.delta.finished);
   assert.strictEqual(finals.length, 2);
   // The second turn sees the first turn's context: its prompt is longer.
@@ -149,7 +159,7 @@ run(async () => {
   // ...by at least the image's soft tokens plus the 70-token frame (48x48 upscaled to 8x8 = 64).
   assert.ok(finals[1].delta.finished.usage.prompt_tokens -
             finals[0].delta.finished.usage.prompt_tokens -
-            finals[0].delta.finished.usage.completion_tokens >= imageCount.image_tokens + 64,
+            finals[0].delta.finished.usage.completion_tokens >= imageCount.image_tokens + 64 + 12,
             JSON.stringify({ finals, imageCount }));
   await waitIdle();
   inference.close();
