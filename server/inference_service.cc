@@ -12,6 +12,20 @@
 namespace tessera::server {
 namespace {
 
+// Cancels `stream` and waits (bounded) for the engine's Completion, so that nothing a call started
+// outlives it: its KV blocks are freed at the next step boundary.
+void CancelAndAwaitCompletion(ReplyStream* stream) {
+  stream->Cancel();
+  ReplyEvent e;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < deadline) {
+    if (stream->Next(&e, absl::Milliseconds(50)) &&
+        std::holds_alternative<scheduler::Completion>(e)) {
+      return;
+    }
+  }
+}
+
 absl::Status Authenticate(ServingState* state, grpc::CallbackServerContext* context) {
   if (!state->keys().enabled()) return absl::OkStatus();
   const auto& md = context->client_metadata();
@@ -134,15 +148,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
     link_->Detach();
     if (stream_ && !final_seen_) {
       // Wait (bounded) for the engine to confirm the stop so nothing outlives the call.
-      stream_->Cancel();
-      ReplyEvent e;
-      const absl::Time deadline = absl::Now() + absl::Seconds(30);
-      while (absl::Now() < deadline) {
-        if (stream_->Next(&e, absl::Milliseconds(50)) &&
-            std::holds_alternative<scheduler::Completion>(e)) {
-          break;
-        }
-      }
+      CancelAndAwaitCompletion(stream_.get());
     }
     if (counted_) state_->EndRequest();
     delete this;
@@ -268,15 +274,7 @@ class ConverseReactor final
   void OnDone() override {
     link_->Detach();
     if (reply_ && !reply_done_) {
-      reply_->Cancel();
-      ReplyEvent e;
-      const absl::Time deadline = absl::Now() + absl::Seconds(30);
-      while (absl::Now() < deadline) {
-        if (reply_->Next(&e, absl::Milliseconds(50)) &&
-            std::holds_alternative<scheduler::Completion>(e)) {
-          break;
-        }
-      }
+      CancelAndAwaitCompletion(reply_.get());
     }
     reply_.reset();
     session_.reset();  // Closes the session: its blocks go to the prefix cache.
