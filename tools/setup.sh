@@ -68,6 +68,14 @@ if [ ! -f "$TOK_DIR/gemma4/tokenizer.json" ] || [ ! -f "$TOK_DIR/gemma3/tokenize
   node "$TOK_DIR/derive_gemma4_tokenizer.js"
 fi
 
+# Bazel skips its own convenience symlinks (bazel-bin, bazel-<dir>, ...) only while they point into
+# this workspace's output base; left by a build with another --output_base they make `//...`
+# descend into a foreign execroot. Remove such stale links.
+output_base=$(bazel info output_base 2>/dev/null)
+for link in bazel-*; do
+  if [ -L "$link" ] && [[ "$(readlink "$link")" != "$output_base"* ]]; then rm -f "$link"; fi
+done
+
 echo "setup: bazel build //..."
 if ! bazel build //... >/tmp/tessera-setup-build.log 2>&1; then
   cat /tmp/tessera-setup-build.log
