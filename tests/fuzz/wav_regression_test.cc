@@ -1,31 +1,14 @@
 // Replays every input kept in tests/fuzz/corpus/wav/ (seeds and past findings) through the fuzz
 // target's checks.
-#include <algorithm>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <string>
-#include <vector>
-
 #include "gtest/gtest.h"
+#include "tests/fuzz/corpus_replay.h"
 #include "tests/fuzz/wav_fuzz.h"
 
 namespace tessera::runtime {
 namespace {
 
 TEST(WavFuzzRegressionTest, KeptInputsPassTheChecks) {
-  std::vector<std::filesystem::path> files;
-  for (const auto& entry : std::filesystem::directory_iterator("tests/fuzz/corpus/wav")) {
-    files.push_back(entry.path());
-  }
-  std::sort(files.begin(), files.end());
-  ASSERT_GE(files.size(), 5u) << "the seeds are missing";
-  for (const auto& path : files) {
-    std::ifstream in(path, std::ios::binary);
-    const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    EXPECT_EQ(CheckWavFuzzInput(reinterpret_cast<const uint8_t*>(data.data()), data.size()), "")
-        << path;
-  }
+  tessera::testing::ReplayCorpus("tests/fuzz/corpus/wav", 5, CheckWavFuzzInput);
 }
 
 }  // namespace
