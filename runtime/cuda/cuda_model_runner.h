@@ -1,0 +1,101 @@
+// The CUDA backend of ModelRunner (runtime/model_runner.h): the Gemma 4 forward pass (MODEL.md) on
+// one GPU with bf16 weights (uploaded once), bf16 paged KV pools for the "sliding" and "global"
+// groups (paged_kv.h layout, sized from free GPU memory), cuBLASLt projections (gemm.h) and the
+// fused kernels of this directory. Sampling runs on the GPU (sampling.h); only the sampled tokens
+// (and any logits rows the plan asks for) come back to the host, once per step.
+//
+// Decode-only steps of up to `max_graph_batch` sequences run as CUDA graphs captured per padded
+// batch size (graph_batch_sizes), so a step costs one graph launch plus the small per-step uploads.
+// Other steps (prefill chunks, media, logits rows) run eagerly on the same stream.
+//
+// Execute is not thread-safe: one step at a time, from one thread (the engine's step loop).
+//
+// Without a GPU, CreateCudaModelRunner returns Unavailable saying so. Under the CPU emulation
+// (TESSERA_CUDA_EMULATION, the _emu targets) the same code runs the kernels on the CPU, which is
+// how CI checks this runner against the golden fixture and the CPU runner.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "runtime/model_config.h"
+#include "runtime/model_loader.h"
+#include "runtime/model_runner.h"
+
+namespace tessera::runtime {
+
+struct CudaRunnerOptions {
+  int device = 0;  // CUDA ordinal.
+  // Token positions per KV block.
+  int32_t block_size = 16;
+  // Explicit pool sizes; 0 = derive from memory.
+  int32_t num_blocks_sliding = 0;
+  int32_t num_blocks_global = 0;
+  // When a count is 0: the KV pools get this fraction of the GPU memory that is free after the
+  // weights, activations and workspaces are allocated (the rest stays for cuBLASLt, graphs and
+  // fragmentation).
+  double gpu_memory_fraction = 0.90;
+  // Fixed KV budget instead of the fraction (bytes for both pools); 0 = use the fraction.
+  int64_t kv_memory_bytes = 0;
+  // Sizing of the step buffers: the most rows (tokens) and sequences one step may carry. The
+  // scheduler's token budget and sequence cap must not exceed them (Execute rejects a plan that
+  // does, naming the limit).
+  int32_t max_step_tokens = 8192;
+  int32_t max_step_seqs = 256;
+  // Longest sequence (positions) a block table may cover: sizes the device block-table buffer.
+  int32_t max_seq_len = 131072;
+  // CUDA graphs for decode-only steps; false runs every step eagerly.
+  bool cuda_graphs = true;
+  int32_t max_graph_batch = 128;
+};
+
+// A Gemma 4 model with random bf16 weights made directly in GPU memory (no file, no host copy):
+// for benchmarks of real shapes (e.g. 12B) on cards where no checkpoint is at hand. Values are
+// N(0, 1)/sqrt(fan_in) matrices, norms near 1, layer scalars 1, from `seed`.
+struct RandomModelSpec {
+  ModelConfig config;
+  uint64_t seed = 1;
+};
+
+class CudaModelRunner : public ModelRunner {
+ public:
+  ~CudaModelRunner() override;
+  const KvCacheSpec& kv_spec() const override;
+  int32_t vocab_size() const override;
+  absl::Status Execute(const BatchPlan& plan, StepOutput* out) override;
+
+  // What the runner allocated, for logs and /v1/models: device name, weight bytes, KV bytes.
+  std::string Describe() const;
+  uint64_t weight_bytes() const;
+  uint64_t kv_bytes() const;
+  // Steps run through a CUDA graph so far (tests check that decode uses them).
+  uint64_t graph_steps() const;
+
+  class Impl;
+
+ private:
+  friend absl::StatusOr<std::unique_ptr<CudaModelRunner>> CreateCudaModelRunner(
+      std::shared_ptr<const LoadedModel> model, const CudaRunnerOptions& options);
+  friend absl::StatusOr<std::unique_ptr<CudaModelRunner>> CreateRandomCudaModelRunner(
+      const RandomModelSpec& spec, const CudaRunnerOptions& options);
+  explicit CudaModelRunner(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Uploads `model`'s weights (bf16 on the GPU whatever the checkpoint's float type) and allocates
+// the KV pools. Unavailable when there is no usable GPU; InvalidArgument for a model or options
+// this runner cannot serve (naming the field and the supported values); ResourceExhausted when
+// the weights or the minimum KV do not fit.
+absl::StatusOr<std::unique_ptr<CudaModelRunner>> CreateCudaModelRunner(
+    std::shared_ptr<const LoadedModel> model, const CudaRunnerOptions& options = {});
+
+absl::StatusOr<std::unique_ptr<CudaModelRunner>> CreateRandomCudaModelRunner(
+    const RandomModelSpec& spec, const CudaRunnerOptions& options = {});
+
+// Whether a usable GPU is visible (for --device=auto). Never fails: false without a driver.
+bool CudaDeviceAvailable();
+
+}  // namespace tessera::runtime
