@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "runtime/cuda/bf16.h"
 
 struct CUstream_st;
@@ -50,15 +51,43 @@ class GemmRunner {
   // Checks the shape (non-negative sizes, strides >= row widths, non-null pointers) and enqueues
   // the product on `stream`. Pointers and strides need no particular alignment: the algorithm
   // chosen is told the real alignment (cuBLASLt's MIN_ALIGNMENT preferences), so an odd slice is
-  // slower, never wrong. InvalidArgument names the bad field; a cuBLAS failure is Internal with the cuBLAS
-  // status name.
+  // slower, never wrong. InvalidArgument names the bad field; a cuBLAS failure is Internal with the
+  // cuBLAS status name.
   virtual absl::Status Run(const GemmParams& p, cudaStream_t stream) = 0;
 };
 
 // workspace_bytes: cuBLASLt's scratch (32 MiB is plenty on Hopper). Unavailable without a GPU.
 absl::StatusOr<std::unique_ptr<GemmRunner>> CreateGemmRunner(size_t workspace_bytes = 32u << 20);
 
-// Checks `p` the way Run does, without a GPU (shared by both implementations and the tests).
-absl::Status ValidateGemm(const GemmParams& p);
+// Checks `p` the way Run does, without a GPU (shared by both implementations and the tests):
+// m >= 0, n >= 1, k >= 1, ldx >= k, ldw >= k, ldo >= n, non-null pointers when m > 0, and
+// accumulate only with fp32 output. Inline so that both builds (gemm.cu, emu/gemm_emu.cc) share
+// one definition.
+inline absl::Status ValidateGemm(const GemmParams& p) {
+  if (p.m < 0 || p.n < 1 || p.k < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("gemm: bad shape m=", p.m, " n=", p.n,
+                                                   " k=", p.k, " (need m >= 0, n >= 1, k >= 1)"));
+  }
+  if (p.ldx < p.k) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gemm: ldx=", p.ldx, " is less than the row width k=", p.k));
+  }
+  if (p.ldw < p.k) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gemm: ldw=", p.ldw, " is less than the row width k=", p.k));
+  }
+  if (p.ldo < p.n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gemm: ldo=", p.ldo, " is less than the row width n=", p.n));
+  }
+  if (p.accumulate && !p.out_fp32) {
+    return absl::InvalidArgumentError("gemm: accumulate needs out_fp32 (bf16 out is rounded once)");
+  }
+  if (p.m > 0 && (p.x == nullptr || p.w == nullptr || p.out == nullptr)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gemm: ", p.x == nullptr ? "x" : (p.w == nullptr ? "w" : "out"), " is null"));
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace tessera::runtime::cuda
