@@ -14,19 +14,26 @@ using cudaStream_t = CUstream_st*;
 
 namespace tessera::runtime::cuda {
 
-// out[i] = bf16(mean + stddev * N(0, 1)) for i < n (Box-Muller on two 32-bit hashes of
-// (seed, i)). n may exceed 2^31.
+// out[i] = bf16(mean + stddev * N(0, 1)) for i < n, where the normal deviate is value number
+// first_index + i of the stream `seed` (Box-Muller on two 32-bit halves of a SplitMix64 hash of
+// (seed, index)). It depends only on (seed, first_index + i), not on n: a buffer filled in pieces
+// (piece j at out + offset_j with first_index = offset_j) equals the buffer filled at once.
+// n may exceed 2^31; n = 0 is a no-op.
 absl::Status LaunchFillNormalBf16(Bf16* out, int64_t n, uint64_t seed, float mean, float stddev,
-                                  cudaStream_t stream);
-// out[i] = bf16(uniform in [lo, hi)).
+                                  cudaStream_t stream, int64_t first_index = 0);
+// out[i] = bf16(lo + (hi - lo) * u), u uniform in [0, 1) on a 2^-24 grid, from the same hash (the
+// bf16 rounding may give hi itself).
 absl::Status LaunchFillUniformBf16(Bf16* out, int64_t n, uint64_t seed, float lo, float hi,
-                                   cudaStream_t stream);
-// fp32 variants (media weights are fp32 on the device).
+                                   cudaStream_t stream, int64_t first_index = 0);
+// fp32 variant of the normal fill, same values before rounding (media weights are fp32 on the
+// device).
 absl::Status LaunchFillNormalF32(float* out, int64_t n, uint64_t seed, float mean, float stddev,
-                                 cudaStream_t stream);
+                                 cudaStream_t stream, int64_t first_index = 0);
 
-// The host twin of value i, for tests (equal to the device value up to libm rounding: within one
-// bf16 ulp after rounding).
+// The host twins of value number i, for tests: the normal one equals the device's fp32 value up
+// to libm rounding (a few fp32 ulps; within one bf16 ulp after rounding); the uniform one is
+// exact (no libm).
 float NormalValueForIndex(uint64_t seed, int64_t i, float mean, float stddev);
+float UniformValueForIndex(uint64_t seed, int64_t i, float lo, float hi);
 
 }  // namespace tessera::runtime::cuda
