@@ -1,8 +1,35 @@
-// Device code of GPU sampling (sampling.h): one CTA per row, each thread scans a strided slice
-// keeping (max, lowest id), then a shared-memory tree picks the CTA's winner.
+// Device code of GPU sampling (sampling.h), one CTA per row.
+//
+// ArgmaxKernel: each thread scans a strided slice keeping (max, lowest id), then a shared-memory
+// tree picks the CTA's winner.
+//
+// SampleKernel (1024 threads per row) reproduces runtime/sampler.cc step by step:
+//  1. The row's penalty entries are applied once: the adjusted value of each entry's token goes to
+//     the row's workspace and its bit is set in a bitmap, so every later read of the row is
+//     raw[i], replaced by the workspace value where the bit is set (no copy of the row).
+//  2. One pass: the raw row's max and sum of exp (online, for the logprob) and the argmax of the
+//     adjusted row (lowest id on ties, never NaN or -inf). Greedy rows end here.
+//  3. Scores (a - max) * (1 / temperature) as fp32 exactly as the CPU computes them; candidates
+//     are score > -inf and score >= log(min_p). Candidates are ordered by (score desc, id asc),
+//     i.e. by (key asc, id asc) with key = the bits of |score|. Top-k and top-p are each a prefix
+//     of that order, found by a 3-level radix selection over the key (11, 11 and 9 bits): a
+//     histogram of counts and fp64 masses per digit in shared memory, a scan to the bin that
+//     crosses the target, and the next level inside that bin. Equal keys (equal scores) are split
+//     by id with one ordered pass (the r-th id among them).
+//  4. The draw: u * (kept mass) is located by cumulative fp64 sums in id order: per-128-id tile
+//     sums, a scan over tiles, then one tile walked id by id, as sampler.cc's Draw walks its kept
+//     candidates. Rounding differs from the CPU's sequential sums only in the last bits, so the
+//     token differs only when the draw lies within rounding of a cumulative boundary.
+//
+// NOTE: every pass reads the row (1 MB at vocab 262144) with coalesced loads; a row costs 2 passes
+// (temperature/min-p only), 5-6 (top-k) and up to 10 (top-k and top-p, both with ties).
 #pragma once
 
 #include <cuda_runtime.h>
+
+#include <climits>
+#include <cstddef>
+#include <cstdint>
 
 #include "runtime/cuda/cuda_common.cuh"
 #include "runtime/cuda/sampling.h"
@@ -49,6 +76,514 @@ __global__ void __launch_bounds__(kThreads) ArgmaxKernel(const ArgmaxParams p) {
   if (threadIdx.x == 0) {
     p.out_token[blockIdx.x] = ids[0];
     if (p.out_value != nullptr) p.out_value[blockIdx.x] = ids[0] >= 0 ? vals[0] : 0.0f;
+  }
+}
+
+// ---- Full sampling (LaunchSample).
+
+constexpr int kSampleThreads = 1024;
+constexpr int kSampleWarps = kSampleThreads / 32;
+constexpr int kTile = 128;   // Ids per tile of an ordered find: one warp, four coalesced loads.
+constexpr int kBins = 2048;  // Histogram bins of a selection level (at most 11 key bits).
+constexpr int kLevels = 3;   // Key bits 30..20, 19..9 and 8..0.
+
+__host__ __device__ __forceinline__ int LevelShift(int level) {
+  return level == 0 ? 20 : level == 1 ? 9 : 0;
+}
+__host__ __device__ __forceinline__ int LevelBins(int level) { return level < 2 ? 2048 : 512; }
+
+__host__ __device__ __forceinline__ size_t Align16(size_t n) { return (n + 15) & ~size_t{15}; }
+
+// One row's workspace: [adjusted: vocab floats, written only at penalty entries]
+// [marked: ceil(vocab / 32) words, bit i set where adjusted[i] replaces the raw logit]
+// [tile sums: ceil(vocab / kTile) doubles].
+__host__ __device__ __forceinline__ size_t RowWorkspaceBytes(int32_t vocab) {
+  const size_t v = static_cast<size_t>(vocab);
+  return Align16(4 * v) + Align16(4 * ((v + 31) / 32)) + Align16(8 * ((v + kTile - 1) / kTile));
+}
+
+// A prefix of the (key asc, id asc) order: (k, i) is in it when k < key, or k == key and i <= id.
+struct Boundary {
+  uint32_t key;
+  int32_t id;
+};
+
+__device__ __forceinline__ Boundary Everything() { return Boundary{0xffffffffu, INT_MAX}; }
+__device__ __forceinline__ bool Within(uint32_t key, int id, Boundary b) {
+  return key < b.key || (key == b.key && id <= b.id);
+}
+__device__ __forceinline__ bool Before(Boundary a, Boundary b) {
+  return a.key < b.key || (a.key == b.key && a.id < b.id);
+}
+
+// Shared memory of one CTA (about 26 KB).
+struct SampleShared {
+  unsigned int count[kBins];  // Per digit of the current selection level.
+  double mass[kBins];
+  double walk[kTile];  // One tile's values in id order (the last step of an ordered find).
+  double group_sum[32];
+  double group_base[33];
+  int group_any[32];
+  float red_f[kSampleWarps];
+  int red_i[kSampleWarps];
+  double red_d[kSampleWarps];
+  int red_flag[kSampleWarps];
+  // Results broadcast to the CTA.
+  int found;
+  double found_base;
+  double target;
+  int result;
+  int banned;
+};
+
+__device__ __forceinline__ double WarpSumD(double v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ int WarpMaxI(int v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Max over the CTA; every thread gets it.
+__device__ __forceinline__ int BlockMaxI(int v, SampleShared& sh) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = WarpMaxI(v);
+  __syncthreads();
+  if (lane == 0) sh.red_i[warp] = v;
+  __syncthreads();
+  int r = sh.red_i[0];
+  for (int w = 1; w < kSampleWarps; ++w) r = max(r, sh.red_i[w]);
+  return r;
+}
+
+// True when adjusted value (v, i) beats (best, best_i) for the greedy argmax: larger, or equal and
+// lower id; NaN and -inf never win (sampler.cc's ArgMax). +inf does.
+__device__ __forceinline__ bool BeatsFinite(float v, int i, float best, int best_i) {
+  if (!(v > -INFINITY)) return false;
+  if (best_i < 0) return true;
+  return v > best || (v == best && i < best_i);
+}
+
+// Online (max, sum of exp(x - max)) of the finite values, merged.
+__device__ __forceinline__ void MergeLse(float& m, double& s, float m2, double s2) {
+  if (m2 == -INFINITY) return;
+  if (m2 > m) {
+    s = s * static_cast<double>(expf(m - m2)) + s2;
+    m = m2;
+  } else {
+    s += s2 * static_cast<double>(expf(m2 - m));
+  }
+}
+
+// One row: raw logits, the penalised values at marked ids, and the score transform.
+struct RowView {
+  const float* raw;
+  const float* adjusted;
+  const uint32_t* marked;
+  bool has_marks;
+  int vocab;
+  float max_adjusted;
+  float inv_temperature;
+  float min_score;
+
+  __device__ __forceinline__ float Adjusted(int i) const {
+    if (has_marks && ((marked[i >> 5] >> (i & 31)) & 1u)) return adjusted[i];
+    return raw[i];
+  }
+  // Exactly sampler.cc's (logits[i] - max_value) * inv_temperature (no contraction is possible).
+  __device__ __forceinline__ float Score(int i) const {
+    return (Adjusted(i) - max_adjusted) * inv_temperature;
+  }
+  // Drops -inf (banned) and NaN; keeps what min-p keeps.
+  __device__ __forceinline__ bool IsCandidate(float score) const {
+    return score >= min_score && score > -INFINITY;
+  }
+};
+
+// Candidates have score <= 0 (+0 at the maximum); the bits of |score| order them best first.
+__device__ __forceinline__ uint32_t KeyOf(float score) {
+  return __float_as_uint(score) & 0x7fffffffu;
+}
+__device__ __forceinline__ float ScoreOfKey(uint32_t key) {
+  return __uint_as_float(key | 0x80000000u);
+}
+
+// Run by warp 0 alone, after a __syncthreads that made the values visible; the caller
+// __syncthreads before reading the results. Over values get(0..n) (>= 0) with cumulative sums
+// c_j = base + (sum of values up to j), summed in fixed groups so that the sums are monotone:
+// finds the first j with present(j) whose c_j reaches the target (c_j >= target, or > when
+// strict). With scale_by_total (only with base 0) the target is multiplied by the total first.
+// Writes sh.found (-1 when none), sh.found_base (the cumulative before it) and sh.target.
+template <typename Get, typename Present>
+__device__ void ScanFind(int n, const Get& get, const Present& present, double base, double target,
+                         bool scale_by_total, bool strict, SampleShared& sh) {
+  const int lane = threadIdx.x & 31;
+  const int per = (n + 31) / 32;
+  const int lo = min(n, lane * per), hi = min(n, lo + per);
+  double sum = 0.0;
+  int any = 0;
+  for (int j = lo; j < hi; ++j) {
+    sum += get(j);
+    any |= present(j) ? 1 : 0;
+  }
+  sh.group_sum[lane] = sum;
+  sh.group_any[lane] = any;
+  __syncwarp();
+  if (lane == 0) {
+    double b = base;
+    for (int g = 0; g < 32; ++g) {
+      sh.group_base[g] = b;
+      b += sh.group_sum[g];
+    }
+    sh.group_base[32] = b;
+    const double t = scale_by_total ? target * b : target;
+    sh.target = t;
+    sh.found = -1;
+    sh.found_base = 0.0;
+    for (int g = 0; g < 32 && sh.found < 0; ++g) {
+      const double end = sh.group_base[g + 1];
+      if (!sh.group_any[g] || !(strict ? end > t : end >= t)) continue;
+      const int glo = min(n, g * per), ghi = min(n, glo + per);
+      double local = 0.0;
+      for (int j = glo; j < ghi; ++j) {
+        const double before = local;
+        local += get(j);
+        const double c = sh.group_base[g] + local;
+        if (present(j) && (strict ? c > t : c >= t)) {
+          sh.found = j;
+          sh.found_base = sh.group_base[g] + before;
+          break;
+        }
+      }
+    }
+  }
+  __syncwarp();
+}
+
+// What an ordered find accumulates at one id: its value (>= 0), and whether it counts for the
+// "last" answer given when rounding leaves the target out of reach.
+struct FindTerm {
+  double value;
+  bool member;
+};
+
+// Walks the row in id order accumulating term(i).value: returns the first id with a positive
+// value whose cumulative sum exceeds the target (scaled by the total when asked), or the largest
+// member id when none does (-1 when there is none). All threads call it.
+template <typename Term>
+__device__ int OrderedFind(const RowView& row, const Term& term, double target, bool scale_by_total,
+                           double* tile_sums, SampleShared& sh) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int tiles = (row.vocab + kTile - 1) / kTile;
+  int last = -1;
+  for (int t = warp; t < tiles; t += kSampleWarps) {
+    double sum = 0.0;
+#pragma unroll
+    for (int m = 0; m < kTile / 32; ++m) {
+      const int i = t * kTile + m * 32 + lane;
+      if (i < row.vocab) {
+        const FindTerm f = term(i);
+        sum += f.value;
+        if (f.member) last = i;
+      }
+    }
+    sum = WarpSumD(sum);
+    if (lane == 0) tile_sums[t] = sum;
+  }
+  last = BlockMaxI(last, sh);  // Its barriers also publish tile_sums.
+  if (warp == 0) {
+    ScanFind(
+        tiles, [&](int j) { return tile_sums[j]; }, [&](int j) { return tile_sums[j] > 0.0; }, 0.0,
+        target, scale_by_total, /*strict=*/true, sh);
+  }
+  __syncthreads();
+  const int tile = sh.found;
+  if (tile < 0) return last;
+  if (warp == 0) {
+    for (int m = 0; m < kTile / 32; ++m) {
+      const int j = m * 32 + lane, i = tile * kTile + j;
+      sh.walk[j] = i < row.vocab ? term(i).value : 0.0;
+    }
+    __syncwarp();
+    if (lane == 0) {
+      const double base = sh.found_base, t = sh.target;
+      double local = 0.0;
+      int pick = -1;
+      for (int j = 0; j < kTile; ++j) {
+        const double v = sh.walk[j];
+        if (!(v > 0.0)) continue;
+        local += v;
+        pick = j;  // The last positive one if rounding leaves the target out of reach.
+        if (base + local > t) break;
+      }
+      sh.result = tile * kTile + pick;
+    }
+  }
+  __syncthreads();
+  return sh.result;
+}
+
+// The prefix of the candidates within `within`, in (key asc, id asc) order, that holds the first
+// `target` of them (by_mass false), or the shortest one whose mass exp(score) reaches
+// target * (the set's mass) (by_mass true, the top-p nucleus: the crossing candidate is in it).
+// Everything() when the whole set is kept. All threads call it.
+__device__ Boundary Select(const RowView& row, Boundary within, bool by_mass, double target,
+                           double* tile_sums, SampleShared& sh) {
+  const int tid = threadIdx.x, warp = tid >> 5;
+  uint32_t prefix = 0, mask = 0;
+  double base = 0.0;
+  int eq = 0;
+  for (int level = 0; level < kLevels; ++level) {
+    const int shift = LevelShift(level), bins = LevelBins(level);
+    for (int b = tid; b < bins; b += kSampleThreads) {
+      sh.count[b] = 0;
+      sh.mass[b] = 0.0;
+    }
+    __syncthreads();
+    for (int i = tid; i < row.vocab; i += kSampleThreads) {
+      const float s = row.Score(i);
+      if (!row.IsCandidate(s)) continue;
+      const uint32_t key = KeyOf(s);
+      if ((key & mask) != prefix || !Within(key, i, within)) continue;
+      const int d = static_cast<int>((key >> shift) & static_cast<uint32_t>(bins - 1));
+      atomicAdd(&sh.count[d], 1u);
+      if (by_mass) atomicAdd(&sh.mass[d], static_cast<double>(expf(s)));
+    }
+    __syncthreads();
+    if (warp == 0) {
+      auto present = [&](int j) { return sh.count[j] > 0u; };
+      if (by_mass) {
+        ScanFind(
+            bins, [&](int j) { return sh.mass[j]; }, present, base, target, level == 0,
+            /*strict=*/false, sh);
+      } else {
+        ScanFind(
+            bins, [&](int j) { return static_cast<double>(sh.count[j]); }, present, base, target,
+            false, /*strict=*/false, sh);
+      }
+    }
+    __syncthreads();
+    const int d = sh.found;
+    target = sh.target;
+    if (d < 0) return Everything();
+    const double next_base = sh.found_base;
+    eq = static_cast<int>(sh.count[d]);
+    __syncthreads();  // Everyone has read this level's results before the next clears them.
+    if (!by_mass && level + 1 < kLevels && next_base + eq == target) {
+      // The whole bin completes the count: every key of it is kept.
+      return Boundary{prefix | (static_cast<uint32_t>(d) << shift) | ((1u << shift) - 1u), INT_MAX};
+    }
+    prefix |= static_cast<uint32_t>(d) << shift;
+    mask |= static_cast<uint32_t>(bins - 1) << shift;
+    base = next_base;
+  }
+  // `prefix` is one key now: its `eq` candidates have equal scores, hence equal weights. Keep the
+  // first r of them by id.
+  int r;
+  if (!by_mass) {
+    r = static_cast<int>(target - base);
+  } else {
+    const double w = static_cast<double>(expf(ScoreOfKey(prefix)));
+    double est = ceil((target - base) / w);
+    r = est < 1.0 ? 1 : est > eq ? eq : static_cast<int>(est);
+    while (r > 1 && base + (r - 1) * w >= target) --r;
+    while (r < eq && base + r * w < target) ++r;
+  }
+  if (r >= eq) return Boundary{prefix, INT_MAX};
+  const int id = OrderedFind(
+      row,
+      [&](int i) {
+        const float s = row.Score(i);
+        const bool in = row.IsCandidate(s) && KeyOf(s) == prefix && Within(prefix, i, within);
+        return FindTerm{in ? 1.0 : 0.0, in};
+      },
+      r - 0.5, /*scale_by_total=*/false, tile_sums, sh);
+  return Boundary{prefix, id};
+}
+
+// The lowest id not banned (sampler.cc's Fallback): at most `banned` ids are banned, so it is at
+// most that. All threads call it.
+__device__ int FallbackToken(const PenaltyEntry* entries, int entry_count, int vocab,
+                             SampleShared& sh) {
+  if (threadIdx.x == 0) sh.result = INT_MAX;
+  __syncthreads();
+  const int limit = min(sh.banned, vocab - 1);
+  for (int c = threadIdx.x; c <= limit; c += kSampleThreads) {
+    bool banned = false;
+    for (int e = 0; e < entry_count && !banned; ++e) {
+      banned = entries[e].banned != 0 && entries[e].token == c;
+    }
+    if (!banned) atomicMin(&sh.result, c);
+  }
+  __syncthreads();
+  const int r = sh.result;
+  __syncthreads();
+  return r == INT_MAX ? 0 : r;
+}
+
+__global__ void __launch_bounds__(kSampleThreads) SampleKernel(const SampleParams p) {
+  __shared__ SampleShared sh;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int row_index = blockIdx.x;
+  const int vocab = p.vocab;
+  const SampleRowParams rp = p.row_params[row_index];
+  const float* x = p.logits + static_cast<int64_t>(row_index) * p.row_stride;
+  char* ws = static_cast<char*>(p.workspace) + RowWorkspaceBytes(vocab) * row_index;
+  float* adjusted = reinterpret_cast<float*>(ws);
+  uint32_t* marked = reinterpret_cast<uint32_t*>(ws + Align16(4 * static_cast<size_t>(vocab)));
+  double* tile_sums =
+      reinterpret_cast<double*>(ws + Align16(4 * static_cast<size_t>(vocab)) +
+                                Align16(4 * ((static_cast<size_t>(vocab) + 31) / 32)));
+
+  // 1. Penalties and bans of the row's distinct tokens (sampler.cc's ApplyPenalties, entry by
+  // entry).
+  const PenaltyEntry* entries = p.penalties != nullptr ? p.penalties + rp.penalty_begin : nullptr;
+  const int entry_count = p.penalties != nullptr ? max(0, rp.penalty_end - rp.penalty_begin) : 0;
+  if (tid == 0) sh.banned = 0;
+  if (entry_count > 0) {
+    for (int w = tid; w < (vocab + 31) / 32; w += kSampleThreads) marked[w] = 0u;
+    __syncthreads();
+    int banned = 0;
+    for (int e = tid; e < entry_count; e += kSampleThreads) {
+      const PenaltyEntry en = entries[e];
+      banned += en.banned != 0 ? 1 : 0;
+      if (en.token < 0 || en.token >= vocab) continue;
+      float v = x[en.token];
+      if (en.in_context != 0 && rp.repetition_penalty != 1.0f) {
+        v = v > 0.0f ? v / rp.repetition_penalty : v * rp.repetition_penalty;
+      }
+      if (en.output_count > 0 && (rp.frequency_penalty != 0.0f || rp.presence_penalty != 0.0f)) {
+        // NOTE: the CPU build (-march=x86-64-v3, GCC's default -ffp-contract=fast) fuses
+        // frequency * count + presence into one FMA; so does this.
+        v -= fmaf(rp.frequency_penalty, static_cast<float>(en.output_count), rp.presence_penalty);
+      }
+      if (en.banned != 0) v = -INFINITY;
+      adjusted[en.token] = v;
+      atomicOr(&marked[en.token >> 5], 1u << (en.token & 31));
+    }
+    if (banned > 0) atomicAdd(&sh.banned, banned);
+  }
+  __syncthreads();
+
+  RowView row;
+  row.raw = x;
+  row.adjusted = adjusted;
+  row.marked = marked;
+  row.has_marks = entry_count > 0;
+  row.vocab = vocab;
+
+  // 2. Raw log-sum-exp (online) and the adjusted argmax.
+  float m = -INFINITY;
+  double s = 0.0;
+  int bad_raw = 0;  // A NaN or +inf makes the CPU's log-sum-exp non-finite.
+  float best = 0.0f;
+  int best_i = -1;
+  for (int i = tid; i < vocab; i += kSampleThreads) {
+    const float r = x[i];
+    if (r != r || r == INFINITY) {
+      bad_raw = 1;
+    } else if (r > -INFINITY) {
+      if (r > m) {
+        s = s * static_cast<double>(expf(m - r)) + 1.0;
+        m = r;
+      } else {
+        s += static_cast<double>(expf(r - m));
+      }
+    }
+    const float a = row.Adjusted(i);
+    if (BeatsFinite(a, i, best, best_i)) {
+      best = a;
+      best_i = i;
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
+    const double s2 = __shfl_xor_sync(0xffffffffu, s, o);
+    MergeLse(m, s, m2, s2);
+    bad_raw |= __shfl_xor_sync(0xffffffffu, bad_raw, o);
+    const float b2 = __shfl_xor_sync(0xffffffffu, best, o);
+    const int i2 = __shfl_xor_sync(0xffffffffu, best_i, o);
+    if (i2 >= 0 && BeatsFinite(b2, i2, best, best_i)) {
+      best = b2;
+      best_i = i2;
+    }
+  }
+  if (lane == 0) {
+    sh.red_f[warp] = m;
+    sh.red_d[warp] = s;
+    sh.red_flag[warp] = bad_raw;
+    sh.walk[warp] = best;  // Free until the first ordered find.
+    sh.red_i[warp] = best_i;
+  }
+  __syncthreads();
+  m = sh.red_f[0];
+  s = sh.red_d[0];
+  bad_raw = sh.red_flag[0];
+  best = static_cast<float>(sh.walk[0]);
+  best_i = sh.red_i[0];
+  for (int w = 1; w < kSampleWarps; ++w) {
+    MergeLse(m, s, sh.red_f[w], sh.red_d[w]);
+    bad_raw |= sh.red_flag[w];
+    const float b2 = static_cast<float>(sh.walk[w]);
+    const int i2 = sh.red_i[w];
+    if (i2 >= 0 && BeatsFinite(b2, i2, best, best_i)) {
+      best = b2;
+      best_i = i2;
+    }
+  }
+  __syncthreads();
+
+  int token;
+  if (rp.temperature <= 0.0f || rp.top_k == 1) {
+    token = best_i >= 0 ? best_i : FallbackToken(entries, entry_count, vocab, sh);
+  } else if (best_i < 0 || best == INFINITY) {
+    // Draw's max is not finite: nothing to draw from.
+    token = FallbackToken(entries, entry_count, vocab, sh);
+  } else {
+    // 3. Selection.
+    row.max_adjusted = best;
+    row.inv_temperature = 1.0f / rp.temperature;
+    row.min_score = rp.min_p > 0.0f ? logf(rp.min_p) : -INFINITY;
+    const bool dense = (rp.top_k <= 0 || rp.top_k >= vocab) && rp.top_p >= 1.0f;
+    Boundary keep = Everything();
+    if (!dense) {
+      if (rp.top_k > 0 && rp.top_k < vocab) {
+        keep = Select(row, Everything(), /*by_mass=*/false, rp.top_k, tile_sums, sh);
+      }
+      if (rp.top_p < 1.0f) {
+        const Boundary nucleus = Select(row, keep, /*by_mass=*/true, rp.top_p, tile_sums, sh);
+        if (Before(nucleus, keep)) keep = nucleus;
+      }
+    }
+    // 4. The draw over the kept candidates in id order. The "last" answer (rounding at u near 1)
+    // is, as on the CPU, the last positive weight on the dense path and the last kept candidate
+    // otherwise.
+    token = OrderedFind(
+        row,
+        [&](int i) {
+          const float sc = row.Score(i);
+          if (!row.IsCandidate(sc) || (!dense && !Within(KeyOf(sc), i, keep))) {
+            return FindTerm{0.0, false};
+          }
+          const float w = expf(sc);
+          return FindTerm{static_cast<double>(w), dense ? w > 0.0f : true};
+        },
+        rp.uniform, /*scale_by_total=*/true, tile_sums, sh);
+    if (token < 0) token = 0;  // No candidate at all: unreachable, the maximum always is one.
+  }
+
+  if (tid == 0) {
+    p.out_token[row_index] = token;
+    if (p.out_logprob != nullptr) {
+      const bool finite = bad_raw == 0 && m > -INFINITY;
+      const double lse = static_cast<double>(m) + log(s);
+      p.out_logprob[row_index] =
+          finite ? static_cast<float>(static_cast<double>(x[token]) - lse) : -INFINITY;
+    }
   }
 }
 

@@ -33,6 +33,8 @@ absl::Status LaunchArgmax(const ArgmaxParams& p, cudaStream_t stream);
 // One distinct token of a row's prompt and output, for the penalties: the repetition penalty
 // applies once to every entry; frequency and presence use output_count (0 for a prompt-only
 // token). Banned tokens are entries with banned = 1 (they become -inf after the penalties).
+// A row's entries must name distinct tokens (one entry per token, with all its flags); tokens
+// outside [0, vocab) are ignored, as the CPU sampler ignores them.
 struct PenaltyEntry {
   int32_t token = 0;
   int32_t output_count = 0;
@@ -62,7 +64,7 @@ struct SampleParams {
   int32_t vocab = 0;
   const SampleRowParams* row_params = nullptr;  // [rows], device.
   const PenaltyEntry* penalties = nullptr;      // Device; may be null when no row has entries.
-  // Scratch of SampleWorkspaceBytes(rows, vocab) bytes, device.
+  // Scratch of SampleWorkspaceBytes(rows, vocab) bytes, device, 16-byte aligned.
   void* workspace = nullptr;
   int32_t* out_token = nullptr;  // [rows]
   float* out_logprob = nullptr;  // Optional, [rows]: log softmax of the raw row at the token.

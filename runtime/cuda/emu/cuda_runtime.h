@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "runtime/cuda/emu/emulator.h"
 
@@ -65,6 +66,75 @@ inline void sincosf(float x, float* s, float* c) {
 
 inline float __shfl_xor_sync(unsigned mask, float v, int lane_mask) {
   return tessera::emu::ShuffleXor(v, lane_mask);
+}
+// int, unsigned and double shuffles carry their bits through the float one (copies of a float
+// keep every bit on x86-64, NaN payloads included).
+inline unsigned __shfl_xor_sync(unsigned mask, unsigned v, int lane_mask) {
+  float f;
+  std::memcpy(&f, &v, sizeof(f));
+  f = tessera::emu::ShuffleXor(f, lane_mask);
+  std::memcpy(&v, &f, sizeof(v));
+  return v;
+}
+inline int __shfl_xor_sync(unsigned mask, int v, int lane_mask) {
+  return static_cast<int>(__shfl_xor_sync(mask, static_cast<unsigned>(v), lane_mask));
+}
+inline double __shfl_xor_sync(unsigned mask, double v, int lane_mask) {
+  unsigned half[2];
+  std::memcpy(half, &v, sizeof(v));
+  half[0] = __shfl_xor_sync(mask, half[0], lane_mask);
+  half[1] = __shfl_xor_sync(mask, half[1], lane_mask);
+  std::memcpy(&v, half, sizeof(v));
+  return v;
+}
+
+// Atomics: fibers switch only at barriers and one CTA runs at a time, so a plain read-modify-write
+// is atomic here.
+inline int atomicAdd(int* p, int v) {
+  const int old = *p;
+  *p = old + v;
+  return old;
+}
+inline unsigned atomicAdd(unsigned* p, unsigned v) {
+  const unsigned old = *p;
+  *p = old + v;
+  return old;
+}
+inline float atomicAdd(float* p, float v) {
+  const float old = *p;
+  *p = old + v;
+  return old;
+}
+inline double atomicAdd(double* p, double v) {
+  const double old = *p;
+  *p = old + v;
+  return old;
+}
+inline unsigned atomicOr(unsigned* p, unsigned v) {
+  const unsigned old = *p;
+  *p = old | v;
+  return old;
+}
+inline int atomicMin(int* p, int v) {
+  const int old = *p;
+  *p = std::min(old, v);
+  return old;
+}
+inline int atomicMax(int* p, int v) {
+  const int old = *p;
+  *p = std::max(old, v);
+  return old;
+}
+
+inline unsigned __float_as_uint(float x) {
+  unsigned u;
+  std::memcpy(&u, &x, sizeof(u));
+  return u;
+}
+inline float __uint_as_float(unsigned u) {
+  float x;
+  std::memcpy(&x, &u, sizeof(x));
+  return x;
 }
 inline void __syncwarp(unsigned mask = 0xffffffffu) { tessera::emu::SyncWarp(); }
 inline void __syncthreads() { tessera::emu::SyncThreads(); }

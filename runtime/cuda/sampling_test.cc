@@ -1,0 +1,483 @@
+// LaunchSample (GPU sampling) against the CPU sampler, runtime::Sample, on the same rows: random
+// logits (N(0, 3) squashed into the softcap's (-30, 30), rows with ties, -inf, NaN, +inf, all
+// -inf), random parameters (temperature, top-k, top-p, min-p, penalties, bans, seeds and steps),
+// many rows of different parameters per launch. Runs on a GPU (sampling_gpu_test) and, unchanged,
+// on the CPU emulation (sampling_emu_test) with smaller vocabularies.
+//
+// What must match:
+//  - The token, exactly, except in rows whose draw lies within rounding of a cumulative-sum
+//    boundary. The kernel sums the same fp32 weights in fp64 in another order (relative error
+//    < n * 2^-53, about 3e-11 for n = 262144), so under the emulation, where expf is the host's
+//    expf as in the CPU sampler and the weights are bit for bit the same, a row is "near" when the
+//    CPU's threshold (or top-p target) is within 1e-9 * total of a cumulative sum. On a GPU, expf
+//    is within 2 ulp of the host's, so each weight and hence each cumulative sum may differ by
+//    2^-22 relative: there the window is 2.5e-7 (and a score within 2 ulp of log(min_p), where
+//    logf may differ by an ulp, also counts). Near rows are counted and must stay under 1%.
+//  - The logprob within 1e-5: the kernel's log-sum-exp sums fp32 exp terms in fp64 (the CPU does
+//    the same in another order), so only the last bits of the fp32 result differ.
+//
+// The "near" test is computed here by a naive reference (a full sort, no shared code with the
+// kernel), which must also agree with the CPU sampler on every row that is not near.
+#include "runtime/cuda/sampling.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "runtime/cuda/device.h"
+#include "runtime/cuda/device_memory.h"
+#include "runtime/sampler.h"
+#include "runtime/sampling_params.h"
+
+namespace tessera::runtime::cuda {
+namespace {
+
+#define ASSERT_OK(expr)                          \
+  do {                                           \
+    const absl::Status _s = (expr);              \
+    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s; \
+  } while (0)
+
+#define ASSERT_OK_AND_ASSIGN(lhs, expr)                             \
+  auto lhs##_or = (expr);                                           \
+  ASSERT_TRUE(lhs##_or.ok()) << #expr << ": " << lhs##_or.status(); \
+  auto lhs = std::move(*lhs##_or)
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// SplitMix64: seeded test data.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : s_(seed) {}
+  uint64_t Next() {
+    uint64_t z = (s_ += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  double Uniform() { return (Next() >> 11) * 0x1.0p-53; }
+  int Int(int lo, int hi) {
+    return lo + static_cast<int>(Next() % static_cast<uint64_t>(hi - lo + 1));
+  }
+  double Normal() {
+    const double u1 = std::max(Uniform(), 1e-300), u2 = Uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+  }
+  template <typename T>
+  T Pick(const std::vector<T>& v) {
+    return v[Next() % v.size()];
+  }
+
+ private:
+  uint64_t s_;
+};
+
+// One row to sample: its logits and everything the CPU sampler takes.
+struct Row {
+  std::vector<float> logits;
+  SamplingParams params;
+  std::vector<int32_t> prompt, output;
+  std::vector<int32_t> banned;
+  uint64_t step = 0;
+};
+
+SamplingContext ContextOf(const Row& row) {
+  SamplingContext c;
+  c.prompt_tokens = &row.prompt;
+  c.output_tokens = &row.output;
+  c.banned_tokens = row.banned;
+  c.step = row.step;
+  return c;
+}
+
+enum class Kind { kNormal, kTies, kNegInf, kNaN, kAllNegInf, kPosInf, kPeaked };
+
+std::vector<float> MakeLogits(Rng& rng, int vocab, Kind kind) {
+  std::vector<float> x(vocab);
+  for (float& v : x) v = static_cast<float>(30.0 * std::tanh(3.0 * rng.Normal() / 30.0));
+  switch (kind) {
+    case Kind::kNormal:
+      break;
+    case Kind::kTies:  // Coarse values: many exact ties, at the maximum too.
+      for (float& v : x) v = std::round(v);
+      break;
+    case Kind::kNegInf:
+      for (float& v : x) {
+        if (rng.Uniform() < 0.3) v = -kInf;
+      }
+      break;
+    case Kind::kNaN:
+      for (int j = 0; j < 5; ++j) x[rng.Int(0, vocab - 1)] = NAN;
+      break;
+    case Kind::kAllNegInf:
+      for (float& v : x) v = -kInf;
+      break;
+    case Kind::kPosInf:
+      x[rng.Int(0, vocab - 1)] = kInf;
+      break;
+    case Kind::kPeaked:  // A few dominant tokens: top-p keeps very few.
+      for (int j = 0; j < 3; ++j) x[rng.Int(0, vocab - 1)] = 25.0f + j;
+      break;
+  }
+  return x;
+}
+
+Row RandomRow(Rng& rng, int vocab) {
+  Row row;
+  const double k = rng.Uniform();
+  const Kind kind = k < 0.45   ? Kind::kNormal
+                    : k < 0.6  ? Kind::kTies
+                    : k < 0.72 ? Kind::kNegInf
+                    : k < 0.8  ? Kind::kNaN
+                    : k < 0.85 ? Kind::kAllNegInf
+                    : k < 0.89 ? Kind::kPosInf
+                               : Kind::kPeaked;
+  row.logits = MakeLogits(rng, vocab, kind);
+  SamplingParams& p = row.params;
+  p.temperature = rng.Pick<float>({0.0f, 0.7f, 1.0f, 1.3f, 1.3f});
+  p.top_k = rng.Pick<int32_t>({0, 0, 1, 5, 50, vocab / 3, vocab});
+  p.top_p = rng.Pick<float>({1.0f, 1.0f, 0.9f, 0.5f, 0.98f});
+  p.min_p = rng.Pick<float>({0.0f, 0.0f, 0.05f});
+  p.seed = rng.Next();
+  p.logprobs = true;
+  row.step = rng.Next() % 1000;
+  if (rng.Uniform() < 0.6) {
+    // Penalties over prompt and output tokens with repeats (and an id outside the vocabulary,
+    // which both sides ignore).
+    const int prompt_len = rng.Int(0, 40), output_len = rng.Int(0, 30);
+    for (int j = 0; j < prompt_len; ++j) row.prompt.push_back(rng.Int(0, vocab - 1));
+    for (int j = 0; j < output_len; ++j) {
+      row.output.push_back(rng.Uniform() < 0.4 && !row.output.empty() ? rng.Pick(row.output)
+                                                                      : rng.Int(0, vocab - 1));
+    }
+    if (rng.Uniform() < 0.2) row.prompt.push_back(vocab + 7);
+    p.repetition_penalty = rng.Pick<float>({1.0f, 1.3f, 0.8f});
+    p.presence_penalty = rng.Pick<float>({0.0f, 0.5f, -0.3f});
+    p.frequency_penalty = rng.Pick<float>({0.0f, 0.2f, 0.7f});
+  }
+  if (rng.Uniform() < 0.3) {
+    // Bans: sometimes the lowest ids (so that the fallback of an all -inf row moves on), sometimes
+    // the row's best token.
+    const int n = rng.Int(1, 4);
+    for (int j = 0; j < n; ++j)
+      row.banned.push_back(rng.Uniform() < 0.5 ? j : rng.Int(0, vocab - 1));
+    const auto best = std::max_element(row.logits.begin(), row.logits.end(), [](float a, float b) {
+      return std::isnan(a) || (!std::isnan(b) && a < b);
+    });
+    if (rng.Uniform() < 0.5) row.banned.push_back(static_cast<int32_t>(best - row.logits.begin()));
+  }
+  return row;
+}
+
+// The row's penalty entries (distinct tokens, with all their flags) and per-row parameters.
+void ToDevice(const Row& row, std::vector<PenaltyEntry>& entries, SampleRowParams& rp) {
+  std::map<int32_t, PenaltyEntry> by_token;
+  for (int32_t t : row.prompt) by_token[t].in_context = 1;
+  for (int32_t t : row.output) {
+    by_token[t].in_context = 1;
+    ++by_token[t].output_count;
+  }
+  for (int32_t t : row.banned) by_token[t].banned = 1;
+  rp.temperature = row.params.temperature;
+  rp.top_k = row.params.top_k;
+  rp.top_p = row.params.top_p;
+  rp.min_p = row.params.min_p;
+  rp.repetition_penalty = row.params.repetition_penalty;
+  rp.presence_penalty = row.params.presence_penalty;
+  rp.frequency_penalty = row.params.frequency_penalty;
+  rp.penalty_begin = static_cast<int32_t>(entries.size());
+  for (auto& [token, e] : by_token) {
+    e.token = token;
+    entries.push_back(e);
+  }
+  rp.penalty_end = static_cast<int32_t>(entries.size());
+  rp.uniform = UniformForStep(row.params.seed, row.step);
+}
+
+// The naive reference: the kept set by a full sort, the draw's threshold and cumulative sums in
+// id order. `near` says whether a cumulative sum (of the draw or of the top-p nucleus) lies within
+// window * total of its target, i.e. whether any summation order could change the token.
+struct Reference {
+  int32_t token = -1;  // -1: greedy or fallback rows (no draw).
+  bool near = false;
+};
+
+Reference NaiveDraw(const Row& row, double window) {
+  Reference ref;
+  const SamplingParams& p = row.params;
+  const int vocab = static_cast<int>(row.logits.size());
+  if (p.temperature <= 0.0f || p.top_k == 1) return ref;
+  std::vector<float> a(vocab);
+  ApplyPenalties(row.logits.data(), vocab, p, ContextOf(row), a.data());
+  float max_value = -kInf;
+  for (float v : a) {
+    if (v > max_value) max_value = v;
+  }
+  if (!std::isfinite(max_value)) return ref;
+  const float inv_t = 1.0f / p.temperature;
+  const float min_score = p.min_p > 0.0f ? std::log(p.min_p) : -kInf;
+  struct C {
+    float score;
+    int32_t id;
+    float w;
+  };
+  std::vector<C> cands;
+  for (int i = 0; i < vocab; ++i) {
+    const float s = (a[i] - max_value) * inv_t;
+    if (std::isfinite(min_score) &&
+        std::fabs(s - min_score) <= 2 * (std::nextafter(min_score, 0.0f) - min_score)) {
+      ref.near = true;  // logf may differ by an ulp on a GPU.
+    }
+    if (s >= min_score && s > -kInf) cands.push_back({s, i, std::exp(s)});
+  }
+  std::sort(cands.begin(), cands.end(), [](const C& x, const C& y) {
+    return x.score > y.score || (x.score == y.score && x.id < y.id);
+  });
+  if (p.top_k > 0 && p.top_k < static_cast<int>(cands.size())) cands.resize(p.top_k);
+  if (p.top_p < 1.0f && cands.size() > 1) {
+    double total = 0.0;
+    for (const C& c : cands) total += c.w;
+    const double target = p.top_p * total;
+    double cum = 0.0;
+    size_t keep = cands.size();
+    for (size_t j = 0; j < cands.size(); ++j) {
+      cum += cands[j].w;
+      if (std::fabs(cum - target) <= window * total) ref.near = true;
+      if (cum >= target && keep == cands.size()) keep = j + 1;
+    }
+    cands.resize(keep);
+  }
+  std::sort(cands.begin(), cands.end(), [](const C& x, const C& y) { return x.id < y.id; });
+  double total = 0.0;
+  for (const C& c : cands) total += c.w;
+  const double threshold = UniformForStep(p.seed, row.step) * total;
+  double cum = 0.0;
+  for (const C& c : cands) {
+    cum += c.w;
+    if (c.w > 0.0f && std::fabs(cum - threshold) <= window * total) ref.near = true;
+    if (ref.token < 0 && cum > threshold) ref.token = c.id;
+  }
+  if (ref.token < 0) ref.token = cands.back().id;
+  return ref;
+}
+
+class SamplingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto devices = QueryDevices();
+    if (!devices.ok() || devices->empty()) GTEST_SKIP() << "no GPU: " << devices.status();
+    emulated_ = (*devices)[0].name.find("emulation") != std::string::npos;
+  }
+
+  // Samples `rows` on the device in one launch; returns tokens and logprobs.
+  void RunBatch(const std::vector<Row>& rows, int vocab, int64_t stride,
+                std::vector<int32_t>& tokens, std::vector<float>& logprobs) {
+    const int n = static_cast<int>(rows.size());
+    std::vector<float> logits(static_cast<size_t>(n) * stride, 0.0f);
+    std::vector<PenaltyEntry> entries;
+    std::vector<SampleRowParams> params(n);
+    for (int r = 0; r < n; ++r) {
+      std::copy(rows[r].logits.begin(), rows[r].logits.end(), logits.begin() + r * stride);
+      ToDevice(rows[r], entries, params[r]);
+    }
+    ASSERT_OK_AND_ASSIGN(d_logits, Upload(logits));
+    ASSERT_OK_AND_ASSIGN(d_params, Upload(params));
+    ASSERT_OK_AND_ASSIGN(d_entries, Upload(entries));
+    ASSERT_OK_AND_ASSIGN(d_ws, DeviceBuffer::Allocate(SampleWorkspaceBytes(n, vocab)));
+    ASSERT_OK_AND_ASSIGN(d_tok, DeviceBuffer::Allocate(sizeof(int32_t) * n));
+    ASSERT_OK_AND_ASSIGN(d_lp, DeviceBuffer::Allocate(sizeof(float) * n));
+    SampleParams p;
+    p.logits = d_logits.as<float>();
+    p.row_stride = stride;
+    p.rows = n;
+    p.vocab = vocab;
+    p.row_params = d_params.as<SampleRowParams>();
+    p.penalties = entries.empty() ? nullptr : d_entries.as<PenaltyEntry>();
+    p.workspace = d_ws.data();
+    p.out_token = d_tok.as<int32_t>();
+    p.out_logprob = d_lp.as<float>();
+    ASSERT_OK(LaunchSample(p, nullptr));
+    ASSERT_OK(Synchronize());
+    ASSERT_OK_AND_ASSIGN(tok, Download<int32_t>(d_tok, n));
+    ASSERT_OK_AND_ASSIGN(lp, Download<float>(d_lp, n));
+    tokens = tok;
+    logprobs = lp;
+  }
+
+  // Compares every row with the CPU sampler; returns the number of near rows.
+  int Compare(const std::vector<Row>& rows, const std::vector<int32_t>& tokens,
+              const std::vector<float>& logprobs, const std::string& what) {
+    const double window = emulated_ ? 1e-9 : 2.5e-7;
+    int near = 0, bad = 0;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const Row& row = rows[r];
+      const int vocab = static_cast<int>(row.logits.size());
+      const SampleResult want = Sample(row.logits.data(), vocab, row.params, ContextOf(row));
+      const Reference ref = NaiveDraw(row, window);
+      near += ref.near ? 1 : 0;
+      const std::string where =
+          absl::StrCat(what, " row ", r, " (T=", row.params.temperature, " k=", row.params.top_k,
+                       " p=", row.params.top_p, " min_p=", row.params.min_p, ")");
+      if (!ref.near && ref.token >= 0) {
+        EXPECT_EQ(ref.token, want.token) << "naive reference disagrees with the CPU, " << where;
+      }
+      if (!ref.near && tokens[r] != want.token && ++bad <= 10) {
+        ADD_FAILURE() << where << ": GPU token " << tokens[r] << ", CPU token " << want.token;
+      }
+      if (std::isinf(want.logprob)) {
+        EXPECT_EQ(logprobs[r], want.logprob) << where;
+      } else if (tokens[r] == want.token) {
+        EXPECT_NEAR(logprobs[r], want.logprob, 1e-5) << where;
+      }
+    }
+    return near;
+  }
+
+  bool emulated_ = false;
+};
+
+TEST_F(SamplingTest, MatchesCpuSampler) {
+  Rng rng(4242);
+  // (vocab, rows per launch, launches). The emulation runs each CTA's 1024 threads as fibers on
+  // one core, so it samples small vocabularies; a GPU also runs the real one.
+  std::vector<std::array<int, 3>> shapes = {{512, 48, 3}, {1000, 48, 2}, {4096, 32, 2}};
+  if (!emulated_) shapes = {{512, 256, 4}, {4096, 256, 4}, {33001, 64, 2}, {262144, 64, 4}};
+  int total = 0, near = 0;
+  for (const auto& [vocab, n, launches] : shapes) {
+    for (int l = 0; l < launches; ++l) {
+      std::vector<Row> rows;
+      for (int r = 0; r < n; ++r) rows.push_back(RandomRow(rng, vocab));
+      const int64_t stride = vocab + (l % 2 == 0 ? 0 : 3);
+      std::vector<int32_t> tokens;
+      std::vector<float> logprobs;
+      RunBatch(rows, vocab, stride, tokens, logprobs);
+      if (HasFatalFailure()) return;
+      near += Compare(rows, tokens, logprobs, absl::StrCat("vocab ", vocab, " launch ", l));
+      total += n;
+    }
+  }
+  RecordProperty("near_rows", near);
+  EXPECT_LT(near, total / 100 + 1) << near << " of " << total << " rows near a boundary";
+}
+
+// Parameter sweeps on one row shape: every combination of the listed settings, each with several
+// seeds, so that each branch (greedy, dense, top-k, top-p, both, min-p) runs on the same logits.
+TEST_F(SamplingTest, ParameterGrid) {
+  Rng rng(77);
+  const int vocab = emulated_ ? 768 : 262144;
+  std::vector<Row> rows;
+  for (float t : {0.0f, 0.7f, 1.3f}) {
+    for (int k : {0, 1, 5, 50}) {
+      for (float top_p : {1.0f, 0.9f, 0.5f}) {
+        for (float min_p : {0.0f, 0.05f}) {
+          Row row;
+          row.logits = MakeLogits(rng, vocab, rows.size() % 3 == 1 ? Kind::kTies : Kind::kNormal);
+          row.params.temperature = t;
+          row.params.top_k = k;
+          row.params.top_p = top_p;
+          row.params.min_p = min_p;
+          row.params.seed = rng.Next();
+          row.params.logprobs = true;
+          row.step = rng.Next() % 100;
+          rows.push_back(row);
+        }
+      }
+    }
+  }
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;
+  RunBatch(rows, vocab, vocab, tokens, logprobs);
+  if (HasFatalFailure()) return;
+  const int near = Compare(rows, tokens, logprobs, "grid");
+  EXPECT_LE(near, 1);
+}
+
+// Rows with nothing to draw from: the fallback is the lowest id not banned, for greedy and
+// sampled rows alike; a +inf logit makes a sampled row fall back too (as on the CPU), while the
+// greedy one picks it.
+TEST_F(SamplingTest, Fallbacks) {
+  const int vocab = 300;
+  std::vector<Row> rows;
+  for (float t : {0.0f, 1.0f}) {
+    Row all_neg;
+    all_neg.logits.assign(vocab, -kInf);
+    all_neg.params.temperature = t;
+    all_neg.params.logprobs = true;
+    rows.push_back(all_neg);
+    Row banned = all_neg;
+    banned.banned = {0, 1, 3, 2, 5};
+    rows.push_back(banned);
+    Row nan = all_neg;
+    nan.logits.assign(vocab, NAN);
+    nan.banned = {0};
+    rows.push_back(nan);
+    Row pos_inf = all_neg;
+    pos_inf.logits.assign(vocab, 1.0f);
+    pos_inf.logits[17] = kInf;
+    pos_inf.banned = {0, 1};
+    rows.push_back(pos_inf);
+    Row only_banned_finite = all_neg;
+    only_banned_finite.logits[4] = 3.0f;
+    only_banned_finite.banned = {4, 0};
+    rows.push_back(only_banned_finite);
+  }
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;
+  RunBatch(rows, vocab, vocab, tokens, logprobs);
+  if (HasFatalFailure()) return;
+  EXPECT_EQ(Compare(rows, tokens, logprobs, "fallbacks"), 0);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const SampleResult want =
+        Sample(rows[r].logits.data(), vocab, rows[r].params, ContextOf(rows[r]));
+    EXPECT_EQ(tokens[r], want.token) << "row " << r;
+  }
+}
+
+TEST_F(SamplingTest, BadParams) {
+  ASSERT_OK_AND_ASSIGN(buf, DeviceBuffer::Allocate(4096));
+  SampleParams p;
+  p.logits = buf.as<float>();
+  p.row_params = buf.as<SampleRowParams>();
+  p.workspace = buf.data();
+  p.out_token = buf.as<int32_t>();
+  p.rows = 1;
+  p.vocab = 8;
+  p.row_stride = 8;
+  SampleParams q = p;
+  q.vocab = 0;
+  EXPECT_EQ(LaunchSample(q, nullptr).code(), absl::StatusCode::kInvalidArgument);
+  q = p;
+  q.row_stride = 7;
+  EXPECT_EQ(LaunchSample(q, nullptr).code(), absl::StatusCode::kInvalidArgument);
+  q = p;
+  q.rows = -1;
+  EXPECT_EQ(LaunchSample(q, nullptr).code(), absl::StatusCode::kInvalidArgument);
+  for (int which = 0; which < 4; ++which) {
+    q = p;
+    if (which == 0) q.logits = nullptr;
+    if (which == 1) q.row_params = nullptr;
+    if (which == 2) q.workspace = nullptr;
+    if (which == 3) q.out_token = nullptr;
+    EXPECT_EQ(LaunchSample(q, nullptr).code(), absl::StatusCode::kInvalidArgument) << which;
+  }
+  q = p;
+  q.workspace = static_cast<char*>(buf.data()) + 4;
+  EXPECT_EQ(LaunchSample(q, nullptr).code(), absl::StatusCode::kInvalidArgument);
+  // No rows: nothing to do, whatever the pointers.
+  SampleParams empty;
+  empty.vocab = 8;
+  empty.row_stride = 8;
+  EXPECT_TRUE(LaunchSample(empty, nullptr).ok());
+  EXPECT_EQ(SampleWorkspaceBytes(0, 8), 0u);
+  EXPECT_GE(SampleWorkspaceBytes(3, 262144), 3u * 262144 * sizeof(float));
+}
+
+}  // namespace
+}  // namespace tessera::runtime::cuda
