@@ -36,7 +36,7 @@ targets=(
 if [ "$mode" = build ]; then
   startup=()
   [ -n "${GPU_CHECK_OUTPUT_BASE:-}" ] && startup=(--output_base="$GPU_CHECK_OUTPUT_BASE")
-  bin=$(bazel "${startup[@]}" info bazel-bin 2>/dev/null) || exit 1
+  bin=$(bazel "${startup[@]}" info --dynamic_mode=off bazel-bin 2>/dev/null) || exit 1
   rm -rf "$bundle" && mkdir -p "$bundle/lib" "$bundle/fixtures" || exit 1
   grep -qx "/$bundle/" .git/info/exclude 2>/dev/null || echo "/$bundle/" >> .git/info/exclude
   built=0
@@ -44,7 +44,9 @@ if [ "$mode" = build ]; then
   for t in "${targets[@]}"; do
     name=${t##*:}
     # One target at a time: a stale binary of a target that no longer builds must not travel.
-    if ! bazel "${startup[@]}" build "$t"; then
+    # --dynamic_mode=off links tests statically too: a test linked against Bazel's per-library
+    # .so files can miss a symbol that only a library needs (absl is linked --as-needed).
+    if ! bazel "${startup[@]}" build --dynamic_mode=off "$t"; then
       echo "gpu_check: $t does not build; left out of the bundle" >&2
       missing+=("$name")
       continue
@@ -53,8 +55,10 @@ if [ "$mode" = build ]; then
     chmod u+w "$bundle/$name"
     built=$((built + 1))
     # Shared libraries outside the base system travel along (the GPU host has glibc and libstdc++,
-    # not Abseil or GoogleTest). CUDA's own libraries stay: the run half finds them on the host.
-    ldd "$bundle/$name" | awk '/=> \// {print $3}' \
+    # not Abseil or GoogleTest), including Bazel's own per-library .so files of a test linked in
+    # dynamic mode: ldd the binary where it was built, so its $ORIGIN-relative RUNPATH resolves.
+    # CUDA's own libraries stay: the run half finds them on the host.
+    ldd "$bin/runtime/cuda/$name" | awk '/=> \// {print $3}' \
       | grep -v -E '/(libc|libm|libgcc_s|libstdc\+\+|libpthread|libdl|librt|ld-linux[^/]*)\.so' \
       | grep -v -E '/lib(cublas|cublasLt|cudart|cuda|nvidia-[^/]*|nvrtc|nvJitLink)\.so' \
       | while read -r lib; do cp -L -n "$lib" "$bundle/lib/"; done
