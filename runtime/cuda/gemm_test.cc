@@ -327,6 +327,13 @@ TEST_F(GemmTest, RunRejectsWhatValidateRejects) {
   EXPECT_NE(s.message().find("ldx"), absl::string_view::npos) << s;
 }
 
+// Without a GPU (no driver, no device) creation is a plain Unavailable, never a crash.
+TEST(CreateGemmRunnerTest, UnavailableWithoutAGpu) {
+  if (QueryDevices().ok()) GTEST_SKIP() << "a GPU (or the emulation) is present";
+  const auto runner = CreateGemmRunner();
+  EXPECT_EQ(runner.status().code(), absl::StatusCode::kUnavailable) << runner.status();
+}
+
 // ValidateGemm needs no GPU: these run everywhere (no fixture).
 GemmParams ValidParams() {
   static Bf16 dummy[4];
