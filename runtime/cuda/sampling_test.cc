@@ -24,6 +24,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <map>
 #include <string>
@@ -312,8 +313,9 @@ class SamplingTest : public ::testing::Test {
   }
 
   // Compares every row with the CPU sampler; returns the number of near rows.
+  // With `exact`, near rows must match too (rows whose sums are exact in any order).
   int Compare(const std::vector<Row>& rows, const std::vector<int32_t>& tokens,
-              const std::vector<float>& logprobs, const std::string& what) {
+              const std::vector<float>& logprobs, const std::string& what, bool exact = false) {
     const double window = emulated_ ? 1e-9 : 2.5e-7;
     int near = 0, bad = 0;
     for (size_t r = 0; r < rows.size(); ++r) {
@@ -328,7 +330,7 @@ class SamplingTest : public ::testing::Test {
       if (!ref.near && ref.token >= 0) {
         EXPECT_EQ(ref.token, want.token) << "naive reference disagrees with the CPU, " << where;
       }
-      if (!ref.near && tokens[r] != want.token && ++bad <= 10) {
+      if ((exact || !ref.near) && tokens[r] != want.token && ++bad <= 10) {
         ADD_FAILURE() << where << ": GPU token " << tokens[r] << ", CPU token " << want.token;
       }
       if (std::isinf(want.logprob)) {
@@ -349,7 +351,7 @@ TEST_F(SamplingTest, MatchesCpuSampler) {
   // one core, so it samples small vocabularies; a GPU also runs the real one.
   std::vector<std::array<int, 3>> shapes = {{512, 48, 3}, {1000, 48, 2}, {4096, 32, 2}};
   if (!emulated_) shapes = {{512, 256, 4}, {4096, 256, 4}, {33001, 64, 2}, {262144, 64, 4}};
-  int total = 0, near = 0;
+  int total = 0, near = 0, greedy = 0, top_k = 0, top_p = 0, min_p = 0;
   for (const auto& [vocab, n, launches] : shapes) {
     for (int l = 0; l < launches; ++l) {
       std::vector<Row> rows;
@@ -360,10 +362,19 @@ TEST_F(SamplingTest, MatchesCpuSampler) {
       RunBatch(rows, vocab, stride, tokens, logprobs);
       if (HasFatalFailure()) return;
       near += Compare(rows, tokens, logprobs, absl::StrCat("vocab ", vocab, " launch ", l));
+      for (const Row& row : rows) {
+        const SamplingParams& sp = row.params;
+        const bool g = sp.temperature <= 0.0f || sp.top_k == 1;
+        greedy += g ? 1 : 0;
+        top_k += !g && sp.top_k > 1 && sp.top_k < vocab ? 1 : 0;
+        top_p += !g && sp.top_p < 1.0f ? 1 : 0;
+        min_p += !g && sp.min_p > 0.0f ? 1 : 0;
+      }
       total += n;
     }
   }
-  RecordProperty("near_rows", near);
+  std::printf("%d rows (%d greedy, %d top-k, %d top-p, %d min-p), %d near a boundary\n", total,
+              greedy, top_k, top_p, min_p, near);
   EXPECT_LT(near, total / 100 + 1) << near << " of " << total << " rows near a boundary";
 }
 
@@ -397,6 +408,55 @@ TEST_F(SamplingTest, ParameterGrid) {
   if (HasFatalFailure()) return;
   const int near = Compare(rows, tokens, logprobs, "grid");
   EXPECT_LE(near, 1);
+}
+
+// Exact ties at the top-k / top-p boundary: a group of equally likely tokens, of which top-k or
+// top-p keeps only the lowest ids; draws with many seeds then land on every kept one, so keeping
+// one id too many or too few shows.
+TEST_F(SamplingTest, TiesAtTheBoundary) {
+  Rng rng(9001);
+  const int vocab = emulated_ ? 1000 : 262144;
+  std::vector<Row> rows;
+  for (int r = 0; r < 60; ++r) {
+    Row row;
+    row.logits.resize(vocab);
+    for (float& v : row.logits) v = static_cast<float>(rng.Normal() - 12.0);
+    // Two leaders, then 24 tokens tied at 4.0, then 24 more tied at 3.0.
+    for (int j = 0; j < 2; ++j) row.logits[rng.Int(0, vocab - 1)] = 5.0f;
+    for (int j = 0; j < 24; ++j) row.logits[rng.Int(0, vocab - 1)] = 4.0f;
+    for (int j = 0; j < 24; ++j) row.logits[rng.Int(0, vocab - 1)] = 3.0f;
+    row.params.temperature = rng.Pick<float>({1.0f, 0.7f, 2.0f});
+    row.params.top_k = rng.Pick<int32_t>({0, 5, 9, 17, 30, 40});
+    row.params.top_p = rng.Pick<float>({1.0f, 0.2f, 0.45f, 0.7f});
+    row.params.seed = rng.Next();
+    row.params.logprobs = true;
+    if (r % 4 == 0) row.banned = {rng.Int(0, vocab - 1)};
+    rows.push_back(row);
+  }
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;
+  RunBatch(rows, vocab, vocab, tokens, logprobs);
+  if (HasFatalFailure()) return;
+  EXPECT_LE(Compare(rows, tokens, logprobs, "ties"), 1);
+
+  // Eight equal tokens and nothing else: top-p 0.5 reaches its target exactly at the fourth (the
+  // crossing token is kept, the fifth is not), 0.25 at the second. Every weight is exp(0) = 1, so
+  // every sum is an exact integer in any order: these rows must match exactly although their
+  // target sits on a boundary.
+  rows.clear();
+  for (int r = 0; r < 24; ++r) {
+    Row row;
+    row.logits.assign(vocab, -kInf);
+    for (int j = 0; j < 8; ++j) row.logits[(j * 7919 + r) % vocab] = 2.0f;
+    row.params.top_p = r % 2 == 0 ? 0.5f : 0.25f;
+    row.params.top_k = r % 3 == 0 ? 6 : 0;
+    row.params.seed = rng.Next();
+    row.params.logprobs = true;
+    rows.push_back(row);
+  }
+  RunBatch(rows, vocab, vocab, tokens, logprobs);
+  if (HasFatalFailure()) return;
+  Compare(rows, tokens, logprobs, "exact ties", /*exact=*/true);
 }
 
 // Rows with nothing to draw from: the fallback is the lowest id not banned, for greedy and
