@@ -542,10 +542,6 @@ class Bench {
 
 absl::Status Run(const std::string& out_path, bool smoke) {
   const double t_start = Now();
-  auto devices = cu::QueryDevices();
-  if (!devices.ok()) return devices.status();
-  const cu::GpuInfo& gpu = devices->front();
-
   auto config = ParseModelConfig(smoke ? TinyConfigJson() : Gemma4_12BConfigJson());
   if (!config.ok()) return config.status();
   const ParamCount params = CountParams(*config);
@@ -592,9 +588,6 @@ absl::Status Run(const std::string& out_path, bool smoke) {
   }
 
   Table t;
-  t.Add(absl::StrFormat("GPU: %s, %d SMs, %.1f GiB%s", gpu.name, gpu.multiprocessors,
-                        gpu.total_memory / 1073741824.0, smoke ? " (smoke run: tiny model)" : ""));
-  t.Add("");
   t.Add(absl::StrFormat(
       "Model: %s, %d layers, hidden %d, intermediate %d, vocab %d; %lld parameters "
       "(text %lld, vision %lld, audio %lld)%s",
@@ -606,6 +599,28 @@ absl::Status Run(const std::string& out_path, bool smoke) {
             : (params.total() == kPublished12BParams ? "; equals the published 11,959,730,224"
                                                      : "; DIFFERS from the published "
                                                        "11,959,730,224")));
+  for (LayerType type : {LayerType::kSliding, LayerType::kGlobal}) {
+    const int32_t first = config->first_layer_of(type);
+    if (first < 0) continue;
+    const LayerConfig& l = config->text.layers[first];
+    std::vector<int> at;
+    for (size_t i = 0; i < config->text.layers.size(); ++i) {
+      if (config->text.layers[i].type == type) at.push_back(static_cast<int>(i));
+    }
+    t.Add(absl::StrFormat(
+        "%s layers (%d: %s): %d KV heads x %d, window %d, RoPE theta %g on %d of %d pairs%s",
+        type == LayerType::kSliding ? "Sliding" : "Global", at.size(),
+        at.size() > 8 ? absl::StrCat(at.front(), "..", at.back()) : absl::StrJoin(at, ", "),
+        l.num_kv_heads, l.head_dim, l.window, l.rope_theta, l.rope_pairs, l.head_dim / 2,
+        l.k_eq_v ? ", V = K projection" : ""));
+  }
+  t.Add("");
+  // The model lines first: they check the config (and the 12B parameter count) without a GPU.
+  auto devices = cu::QueryDevices();
+  if (!devices.ok()) return devices.status();
+  const cu::GpuInfo& gpu = devices->front();
+  t.Add(absl::StrFormat("GPU: %s, %d SMs, %.1f GiB%s", gpu.name, gpu.multiprocessors,
+                        gpu.total_memory / 1073741824.0, smoke ? " (smoke run: tiny model)" : ""));
   t.Add("");
   t.Add("| what | measured | limit measured in this run | vs limit |");
   t.Add("| --- | --- | --- | --- |");
