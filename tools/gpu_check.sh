@@ -55,9 +55,8 @@ if [ "$mode" = build ]; then
     chmod u+w "$bundle/$name"
     built=$((built + 1))
     # Shared libraries outside the base system travel along (the GPU host has glibc and libstdc++,
-    # not Abseil or GoogleTest), including Bazel's own per-library .so files of a test linked in
-    # dynamic mode: ldd the binary where it was built, so its $ORIGIN-relative RUNPATH resolves.
-    # CUDA's own libraries stay: the run half finds them on the host.
+    # not Abseil or GoogleTest): ldd the binary where it was built, so that any $ORIGIN-relative
+    # RUNPATH resolves. CUDA's own libraries stay: the run half finds them on the host.
     ldd "$bin/runtime/cuda/$name" | awk '/=> \// {print $3}' \
       | grep -v -E '/(libc|libm|libgcc_s|libstdc\+\+|libpthread|libdl|librt|ld-linux[^/]*)\.so' \
       | grep -v -E '/lib(cublas|cublasLt|cudart|cuda|nvidia-[^/]*|nvrtc|nvJitLink)\.so' \
