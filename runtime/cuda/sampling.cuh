@@ -86,6 +86,9 @@ constexpr int kSampleWarps = kSampleThreads / 32;
 constexpr int kTile = 128;   // Ids per tile of an ordered find: one warp, four coalesced loads.
 constexpr int kBins = 2048;  // Histogram bins of a selection level (at most 11 key bits).
 constexpr int kLevels = 3;   // Key bits 30..20, 19..9 and 8..0.
+// A kept set that surely lies within this many candidates is finished in shared memory: gathered
+// in one pass, sorted (bitonic), cut by top-k and top-p and drawn from, with no more row passes.
+constexpr int kSmallSet = 2048;
 
 __host__ __device__ __forceinline__ int LevelShift(int level) {
   return level == 0 ? 20 : level == 1 ? 9 : 0;
@@ -121,6 +124,9 @@ struct SampleShared {
   unsigned int count[kBins];  // Per digit of the current selection level.
   double mass[kBins];
   double walk[kTile];  // One tile's values in id order (the last step of an ordered find).
+  uint64_t
+      list[kSmallSet];  // The small-set path's candidates: (key << 32 | id), then (id << 32 | key).
+  int list_count;
   double group_sum[32];
   double group_base[33];
   int group_any[32];
@@ -330,42 +336,54 @@ __device__ int OrderedFind(const RowView& row, const Term& term, double target, 
 // `target` of them (by_mass false), or the shortest one whose mass exp(score) reaches
 // target * (the set's mass) (by_mass true, the top-p nucleus: the crossing candidate is in it).
 // Everything() when the whole set is kept. All threads call it.
+// Histogram of one selection level: per digit (key >> shift) & (bins - 1), the count and (with
+// by_mass) the mass exp(score) of the candidates within `within` whose key matches `prefix` under
+// `mask`. Then warp 0 finds the digit whose cumulative count (or mass) reaches the target
+// (ScanFind; a mass target at level 0 is a fraction of the total). All threads call it; on return
+// sh.found, sh.found_base and sh.target hold the answer and sh.count/sh.mass the histogram.
+__device__ void HistogramFind(const RowView& row, Boundary within, uint32_t prefix, uint32_t mask,
+                              int level, bool by_mass, double base, double target,
+                              SampleShared& sh) {
+  const int tid = threadIdx.x, warp = tid >> 5;
+  const int shift = LevelShift(level), bins = LevelBins(level);
+  for (int b = tid; b < bins; b += kSampleThreads) {
+    sh.count[b] = 0;
+    sh.mass[b] = 0.0;
+  }
+  __syncthreads();
+  for (int i = tid; i < row.vocab; i += kSampleThreads) {
+    const float s = row.Score(i);
+    if (!row.IsCandidate(s)) continue;
+    const uint32_t key = KeyOf(s);
+    if ((key & mask) != prefix || !Within(key, i, within)) continue;
+    const int d = static_cast<int>((key >> shift) & static_cast<uint32_t>(bins - 1));
+    atomicAdd(&sh.count[d], 1u);
+    if (by_mass) atomicAdd(&sh.mass[d], static_cast<double>(expf(s)));
+  }
+  __syncthreads();
+  if (warp == 0) {
+    auto present = [&](int j) { return sh.count[j] > 0u; };
+    if (by_mass) {
+      ScanFind(
+          bins, [&](int j) { return sh.mass[j]; }, present, base, target, level == 0,
+          /*strict=*/false, sh);
+    } else {
+      ScanFind(
+          bins, [&](int j) { return static_cast<double>(sh.count[j]); }, present, base, target,
+          false, /*strict=*/false, sh);
+    }
+  }
+  __syncthreads();
+}
+
 __device__ Boundary Select(const RowView& row, Boundary within, bool by_mass, double target,
                            double* tile_sums, SampleShared& sh) {
-  const int tid = threadIdx.x, warp = tid >> 5;
   uint32_t prefix = 0, mask = 0;
   double base = 0.0;
   int eq = 0;
   for (int level = 0; level < kLevels; ++level) {
     const int shift = LevelShift(level), bins = LevelBins(level);
-    for (int b = tid; b < bins; b += kSampleThreads) {
-      sh.count[b] = 0;
-      sh.mass[b] = 0.0;
-    }
-    __syncthreads();
-    for (int i = tid; i < row.vocab; i += kSampleThreads) {
-      const float s = row.Score(i);
-      if (!row.IsCandidate(s)) continue;
-      const uint32_t key = KeyOf(s);
-      if ((key & mask) != prefix || !Within(key, i, within)) continue;
-      const int d = static_cast<int>((key >> shift) & static_cast<uint32_t>(bins - 1));
-      atomicAdd(&sh.count[d], 1u);
-      if (by_mass) atomicAdd(&sh.mass[d], static_cast<double>(expf(s)));
-    }
-    __syncthreads();
-    if (warp == 0) {
-      auto present = [&](int j) { return sh.count[j] > 0u; };
-      if (by_mass) {
-        ScanFind(
-            bins, [&](int j) { return sh.mass[j]; }, present, base, target, level == 0,
-            /*strict=*/false, sh);
-      } else {
-        ScanFind(
-            bins, [&](int j) { return static_cast<double>(sh.count[j]); }, present, base, target,
-            false, /*strict=*/false, sh);
-      }
-    }
-    __syncthreads();
+    HistogramFind(row, within, prefix, mask, level, by_mass, base, target, sh);
     const int d = sh.found;
     target = sh.target;
     if (d < 0) return Everything();
@@ -402,6 +420,85 @@ __device__ Boundary Select(const RowView& row, Boundary within, bool by_mass, do
       },
       r - 0.5, /*scale_by_total=*/false, tile_sums, sh);
   return Boundary{prefix, id};
+}
+
+// Sorts sh.list[0..n) ascending, padded with ~0 to a power of two. All threads call it.
+__device__ void BitonicSort(int n, SampleShared& sh) {
+  int size = 2;
+  while (size < n) size <<= 1;
+  for (int j = n + threadIdx.x; j < size; j += kSampleThreads) sh.list[j] = ~uint64_t{0};
+  __syncthreads();
+  for (int k = 2; k <= size; k <<= 1) {
+    for (int stride = k >> 1; stride > 0; stride >>= 1) {
+      for (int t = threadIdx.x; t < size / 2; t += kSampleThreads) {
+        const int lo = 2 * t - (t & (stride - 1)), hi = lo + stride;
+        const bool ascending = (lo & k) == 0;
+        const uint64_t a = sh.list[lo], b = sh.list[hi];
+        if ((a > b) == ascending) {
+          sh.list[lo] = b;
+          sh.list[hi] = a;
+        }
+      }
+      __syncthreads();
+    }
+  }
+}
+
+__device__ __forceinline__ double WeightOfKey(uint32_t key) {
+  return static_cast<double>(expf(ScoreOfKey(key)));
+}
+
+// The small-set path: the candidates whose level-0 digit is at most `last_digit` (at most
+// kSmallSet of them, a superset of the kept set) are gathered, sorted by (key, id), cut to top_k
+// (when use_k) and to the top-p nucleus (when use_p), re-sorted by id and drawn from with the
+// same cumulative sums as OrderedFind. Without top-k the nucleus target is `p_target` (top_p times
+// the mass of every candidate, from level 0); with it, top_p times the mass of the first top_k.
+// All threads call it.
+__device__ int SmallSetDraw(const RowView& row, int last_digit, bool use_k, int top_k, bool use_p,
+                            float top_p, double p_target, double uniform, SampleShared& sh) {
+  const int tid = threadIdx.x, warp = tid >> 5;
+  if (tid == 0) sh.list_count = 0;
+  __syncthreads();
+  for (int i = tid; i < row.vocab; i += kSampleThreads) {
+    const float s = row.Score(i);
+    if (!row.IsCandidate(s)) continue;
+    const uint32_t key = KeyOf(s);
+    if (static_cast<int>(key >> LevelShift(0)) > last_digit) continue;
+    sh.list[atomicAdd(&sh.list_count, 1)] = (static_cast<uint64_t>(key) << 32) | i;
+  }
+  __syncthreads();
+  const int n = sh.list_count;
+  BitonicSort(n, sh);
+  int kept = use_k ? min(top_k, n) : n;
+  if (use_p && kept > 1) {
+    if (warp == 0) {
+      ScanFind(
+          kept, [&](int j) { return WeightOfKey(static_cast<uint32_t>(sh.list[j] >> 32)); },
+          [&](int j) { return true; }, 0.0, use_k ? top_p : p_target, /*scale_by_total=*/use_k,
+          /*strict=*/false, sh);
+    }
+    __syncthreads();
+    if (sh.found >= 0) kept = sh.found + 1;
+  }
+  // The kept prefix, now by id.
+  for (int j = tid; j < n; j += kSampleThreads) {
+    const uint64_t e = sh.list[j];
+    sh.list[j] = j < kept ? ((e & 0xffffffffu) << 32) | (e >> 32) : ~uint64_t{0};
+  }
+  __syncthreads();
+  BitonicSort(n, sh);
+  if (warp == 0) {
+    auto weight = [&](int j) { return WeightOfKey(static_cast<uint32_t>(sh.list[j])); };
+    ScanFind(
+        kept, weight, [&](int j) { return weight(j) > 0.0; }, 0.0, uniform,
+        /*scale_by_total=*/true, /*strict=*/true, sh);
+  }
+  __syncthreads();
+  // The last kept candidate when rounding leaves the target out of reach, as on the CPU.
+  const int pick = sh.found >= 0 ? sh.found : kept - 1;
+  const int token = static_cast<int>(sh.list[pick] >> 32);
+  __syncthreads();
+  return token;
 }
 
 // The lowest id not banned (sampler.cc's Fallback): at most `banned` ids are banned, so it is at
@@ -549,30 +646,49 @@ __global__ void __launch_bounds__(kSampleThreads) SampleKernel(const SampleParam
     row.inv_temperature = 1.0f / rp.temperature;
     row.min_score = rp.min_p > 0.0f ? logf(rp.min_p) : -INFINITY;
     const bool dense = (rp.top_k <= 0 || rp.top_k >= vocab) && rp.top_p >= 1.0f;
+    const bool use_k = rp.top_k > 0 && rp.top_k < vocab, use_p = rp.top_p < 1.0f;
     Boundary keep = Everything();
+    bool small = false;
     if (!dense) {
-      if (rp.top_k > 0 && rp.top_k < vocab) {
-        keep = Select(row, Everything(), /*by_mass=*/false, rp.top_k, tile_sums, sh);
-      }
-      if (rp.top_p < 1.0f) {
-        const Boundary nucleus = Select(row, keep, /*by_mass=*/true, rp.top_p, tile_sums, sh);
-        if (Before(nucleus, keep)) keep = nucleus;
+      // Level 0 decides whether the kept set surely lies within kSmallSet candidates: the digit
+      // where top-k's count (or, without top-k, top-p's mass) is reached, and the count up to it.
+      HistogramFind(row, Everything(), 0u, 0u, 0, /*by_mass=*/!use_k, 0.0,
+                    use_k ? static_cast<double>(rp.top_k) : static_cast<double>(rp.top_p), sh);
+      const int last_digit = sh.found >= 0 ? sh.found : LevelBins(0) - 1;
+      const double p_target = sh.target;
+      int up_to = 0;
+      for (int b = lane; b <= last_digit; b += 32) up_to += static_cast<int>(sh.count[b]);
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) up_to += __shfl_xor_sync(0xffffffffu, up_to, o);
+      __syncthreads();
+      if (up_to <= kSmallSet) {
+        small = true;
+        token = SmallSetDraw(row, last_digit, use_k, rp.top_k, use_p, rp.top_p, p_target,
+                             rp.uniform, sh);
+      } else {
+        if (use_k) keep = Select(row, Everything(), /*by_mass=*/false, rp.top_k, tile_sums, sh);
+        if (use_p) {
+          const Boundary nucleus = Select(row, keep, /*by_mass=*/true, rp.top_p, tile_sums, sh);
+          if (Before(nucleus, keep)) keep = nucleus;
+        }
       }
     }
     // 4. The draw over the kept candidates in id order. The "last" answer (rounding at u near 1)
     // is, as on the CPU, the last positive weight on the dense path and the last kept candidate
     // otherwise.
-    token = OrderedFind(
-        row,
-        [&](int i) {
-          const float sc = row.Score(i);
-          if (!row.IsCandidate(sc) || (!dense && !Within(KeyOf(sc), i, keep))) {
-            return FindTerm{0.0, false};
-          }
-          const float w = expf(sc);
-          return FindTerm{static_cast<double>(w), dense ? w > 0.0f : true};
-        },
-        rp.uniform, /*scale_by_total=*/true, tile_sums, sh);
+    if (!small) {
+      token = OrderedFind(
+          row,
+          [&](int i) {
+            const float sc = row.Score(i);
+            if (!row.IsCandidate(sc) || (!dense && !Within(KeyOf(sc), i, keep))) {
+              return FindTerm{0.0, false};
+            }
+            const float w = expf(sc);
+            return FindTerm{static_cast<double>(w), dense ? w > 0.0f : true};
+          },
+          rp.uniform, /*scale_by_total=*/true, tile_sums, sh);
+    }
     if (token < 0) token = 0;  // No candidate at all: unreachable, the maximum always is one.
   }
 

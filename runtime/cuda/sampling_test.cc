@@ -459,6 +459,46 @@ TEST_F(SamplingTest, TiesAtTheBoundary) {
   Compare(rows, tokens, logprobs, "exact ties", /*exact=*/true);
 }
 
+// Kept sets of thousands of candidates (flat rows, large top-k, big tie groups): beyond what the
+// kernel finishes in shared memory (2048 candidates), so these take the multi-pass radix selection.
+TEST_F(SamplingTest, LargeKeptSets) {
+  Rng rng(31337);
+  const int vocab = emulated_ ? 4096 : 262144;
+  std::vector<Row> rows;
+  for (int r = 0; r < 40; ++r) {
+    Row row;
+    row.logits.resize(vocab);
+    for (float& v : row.logits) v = static_cast<float>(0.5 * rng.Normal());
+    if (r % 4 == 1) {
+      // A tie group of 60% of the vocabulary at the top: the cut falls inside it.
+      for (int i = 0; i < vocab; ++i) {
+        if (rng.Uniform() < 0.6) row.logits[i] = 2.0f;
+      }
+    }
+    if (r % 4 == 2) {
+      for (float& v : row.logits) v = std::round(v * 4.0f) / 4.0f;  // Several large tie groups.
+    }
+    row.params.temperature = rng.Pick<float>({1.0f, 1.3f, 0.7f});
+    row.params.top_k = rng.Pick<int32_t>({0, vocab * 3 / 5, vocab * 4 / 5});
+    row.params.top_p = rng.Pick<float>({1.0f, 0.9f, 0.75f, 0.6f});
+    if (row.params.top_k == 0 && row.params.top_p == 1.0f) row.params.top_p = 0.8f;
+    row.params.min_p = r % 5 == 0 ? 0.05f : 0.0f;
+    row.params.seed = rng.Next();
+    row.params.logprobs = true;
+    if (r % 3 == 0) {
+      for (int j = 0; j < 20; ++j) row.output.push_back(rng.Int(0, vocab - 1));
+      row.params.repetition_penalty = 1.2f;
+      row.params.frequency_penalty = 0.3f;
+    }
+    rows.push_back(row);
+  }
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;
+  RunBatch(rows, vocab, vocab + 1, tokens, logprobs);
+  if (HasFatalFailure()) return;
+  EXPECT_LE(Compare(rows, tokens, logprobs, "large"), 1);
+}
+
 // Rows with nothing to draw from: the fallback is the lowest id not banned, for greedy and
 // sampled rows alike; a +inf logit makes a sampled row fall back too (as on the CPU), while the
 // greedy one picks it.
