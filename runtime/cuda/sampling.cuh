@@ -8,21 +8,30 @@
 //     the row's workspace and its bit is set in a bitmap, so every later read of the row is
 //     raw[i], replaced by the workspace value where the bit is set (no copy of the row).
 //  2. One pass: the raw row's max and sum of exp (online, for the logprob) and the argmax of the
-//     adjusted row (lowest id on ties, never NaN or -inf). Greedy rows end here.
+//     adjusted row (lowest id on ties, never NaN or -inf); for top-k rows also a histogram of the
+//     adjusted values. Greedy rows end here.
 //  3. Scores (a - max) * (1 / temperature) as fp32 exactly as the CPU computes them; candidates
 //     are score > -inf and score >= log(min_p). Candidates are ordered by (score desc, id asc),
-//     i.e. by (key asc, id asc) with key = the bits of |score|. Top-k and top-p are each a prefix
-//     of that order, found by a 3-level radix selection over the key (11, 11 and 9 bits): a
-//     histogram of counts and fp64 masses per digit in shared memory, a scan to the bin that
-//     crosses the target, and the next level inside that bin. Equal keys (equal scores) are split
-//     by id with one ordered pass (the r-th id among them).
+//     i.e. by (key asc, id asc) with key = the bits of |score|. Top-k and top-p each keep a
+//     prefix of that order.
+//     a. Small kept sets (the usual top-k of tens, or a narrow nucleus): a prefix of at most 2048
+//        candidates known to hold the kept set (from the value histogram for top-k, from a
+//        histogram of score masses for top-p alone) is gathered into shared memory in one pass,
+//        bitonic-sorted, cut, re-sorted by id and drawn from there.
+//     b. Otherwise a 3-level radix selection over the key (11, 11 and 9 bits): a histogram of
+//        counts and fp64 masses per digit in shared memory, a scan to the bin that crosses the
+//        target, and the next level inside that bin. Equal keys (equal scores) are split by id
+//        with one ordered pass (the r-th id among them).
 //  4. The draw: u * (kept mass) is located by cumulative fp64 sums in id order: per-128-id tile
 //     sums, a scan over tiles, then one tile walked id by id, as sampler.cc's Draw walks its kept
-//     candidates. Rounding differs from the CPU's sequential sums only in the last bits, so the
-//     token differs only when the draw lies within rounding of a cumulative boundary.
+//     candidates (on path a, the same over the sorted list). Rounding differs from the CPU's
+//     sequential sums only in the last bits, so the token differs only when the draw lies within
+//     rounding of a cumulative-sum boundary.
 //
-// NOTE: every pass reads the row (1 MB at vocab 262144) with coalesced loads; a row costs 2 passes
-// (temperature/min-p only), 5-6 (top-k) and up to 10 (top-k and top-p, both with ties).
+// NOTE: every pass reads the row (1 MB at vocab 262144) with coalesced loads. Passes per row:
+// greedy 1; temperature/min-p only 2; top-k (with or without top-p) with a small kept set 2,
+// top-p alone with a small nucleus 3; large kept sets up to 10 (top-k and top-p, both cutting
+// inside a tie group). Not yet measured on a GPU.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -208,6 +217,18 @@ struct RowView {
     return score >= min_score && score > -INFINITY;
   }
 };
+
+// Finite floats in decreasing order map to increasing keys (NaN never enters).
+__device__ __forceinline__ uint32_t DescendingKey(float v) {
+  const uint32_t b = __float_as_uint(v);
+  return (b & 0x80000000u) != 0u ? b : 0x7fffffffu - b;
+}
+// The lowest value whose DescendingKey has top 11 bits `bin` (-inf where that is not a number).
+__device__ __forceinline__ float LowestValueOfBin(int bin) {
+  const uint32_t k = (static_cast<uint32_t>(bin) << 21) | 0x1fffffu;
+  const float v = __uint_as_float(k >= 0x80000000u ? k : 0x7fffffffu - k);
+  return v == v ? v : -INFINITY;
+}
 
 // Candidates have score <= 0 (+0 at the maximum); the bits of |score| order them best first.
 __device__ __forceinline__ uint32_t KeyOf(float score) {
@@ -448,13 +469,13 @@ __device__ __forceinline__ double WeightOfKey(uint32_t key) {
   return static_cast<double>(expf(ScoreOfKey(key)));
 }
 
-// The small-set path: the candidates whose level-0 digit is at most `last_digit` (at most
-// kSmallSet of them, a superset of the kept set) are gathered, sorted by (key, id), cut to top_k
-// (when use_k) and to the top-p nucleus (when use_p), re-sorted by id and drawn from with the
-// same cumulative sums as OrderedFind. Without top-k the nucleus target is `p_target` (top_p times
-// the mass of every candidate, from level 0); with it, top_p times the mass of the first top_k.
-// All threads call it.
-__device__ int SmallSetDraw(const RowView& row, int last_digit, bool use_k, int top_k, bool use_p,
+// The small-set path: the candidates with key <= max_key (a prefix of the order that holds the
+// kept set) are gathered, sorted by (key, id), cut to top_k (when use_k) and to the top-p nucleus
+// (when use_p), re-sorted by id and drawn from with the same cumulative sums as OrderedFind.
+// Without top-k the nucleus target is `p_target` (top_p times the mass of every candidate, from
+// level 0); with it, top_p times the mass of the first top_k. Returns -1, having drawn nothing,
+// when more than kSmallSet candidates have key <= max_key. All threads call it.
+__device__ int SmallSetDraw(const RowView& row, uint32_t max_key, bool use_k, int top_k, bool use_p,
                             float top_p, double p_target, double uniform, SampleShared& sh) {
   const int tid = threadIdx.x, warp = tid >> 5;
   if (tid == 0) sh.list_count = 0;
@@ -463,11 +484,13 @@ __device__ int SmallSetDraw(const RowView& row, int last_digit, bool use_k, int 
     const float s = row.Score(i);
     if (!row.IsCandidate(s)) continue;
     const uint32_t key = KeyOf(s);
-    if (static_cast<int>(key >> LevelShift(0)) > last_digit) continue;
-    sh.list[atomicAdd(&sh.list_count, 1)] = (static_cast<uint64_t>(key) << 32) | i;
+    if (key > max_key) continue;
+    const int slot = atomicAdd(&sh.list_count, 1);
+    if (slot < kSmallSet) sh.list[slot] = (static_cast<uint64_t>(key) << 32) | i;
   }
   __syncthreads();
   const int n = sh.list_count;
+  if (n > kSmallSet) return -1;
   BitonicSort(n, sh);
   int kept = use_k ? min(top_k, n) : n;
   if (use_p && kept > 1) {
@@ -563,6 +586,12 @@ __global__ void __launch_bounds__(kSampleThreads) SampleKernel(const SampleParam
     }
     if (banned > 0) atomicAdd(&sh.banned, banned);
   }
+  const bool sampled = rp.temperature > 0.0f && rp.top_k != 1;
+  const bool use_k = rp.top_k > 0 && rp.top_k < vocab, use_p = rp.top_p < 1.0f;
+  const bool value_histogram = sampled && use_k;
+  if (value_histogram) {
+    for (int b = tid; b < kBins; b += kSampleThreads) sh.count[b] = 0u;
+  }
   __syncthreads();
 
   RowView row;
@@ -579,6 +608,10 @@ __global__ void __launch_bounds__(kSampleThreads) SampleKernel(const SampleParam
   float best = 0.0f;
   int best_i = -1;
   for (int i = tid; i < vocab; i += kSampleThreads) {
+    const float a = row.Adjusted(i);
+    // Top-k rows: a histogram of the adjusted values (top 11 bits of an order-preserving key) to
+    // bound the k best before the maximum, and so the scores, are known.
+    if (value_histogram && a > -INFINITY) atomicAdd(&sh.count[DescendingKey(a) >> 21], 1u);
     const float r = x[i];
     if (r != r || r == INFINITY) {
       bad_raw = 1;
@@ -590,7 +623,6 @@ __global__ void __launch_bounds__(kSampleThreads) SampleKernel(const SampleParam
         s += static_cast<double>(expf(r - m));
       }
     }
-    const float a = row.Adjusted(i);
     if (BeatsFinite(a, i, best, best_i)) {
       best = a;
       best_i = i;
@@ -635,7 +667,7 @@ __global__ void __launch_bounds__(kSampleThreads) SampleKernel(const SampleParam
   __syncthreads();
 
   int token;
-  if (rp.temperature <= 0.0f || rp.top_k == 1) {
+  if (!sampled) {
     token = best_i >= 0 ? best_i : FallbackToken(entries, entry_count, vocab, sh);
   } else if (best_i < 0 || best == INFINITY) {
     // Draw's max is not finite: nothing to draw from.
@@ -646,26 +678,50 @@ __global__ void __launch_bounds__(kSampleThreads) SampleKernel(const SampleParam
     row.inv_temperature = 1.0f / rp.temperature;
     row.min_score = rp.min_p > 0.0f ? logf(rp.min_p) : -INFINITY;
     const bool dense = (rp.top_k <= 0 || rp.top_k >= vocab) && rp.top_p >= 1.0f;
-    const bool use_k = rp.top_k > 0 && rp.top_k < vocab, use_p = rp.top_p < 1.0f;
     Boundary keep = Everything();
     bool small = false;
     if (!dense) {
-      // Level 0 decides whether the kept set surely lies within kSmallSet candidates: the digit
-      // where top-k's count (or, without top-k, top-p's mass) is reached, and the count up to it.
-      HistogramFind(row, Everything(), 0u, 0u, 0, /*by_mass=*/!use_k, 0.0,
-                    use_k ? static_cast<double>(rp.top_k) : static_cast<double>(rp.top_p), sh);
-      const int last_digit = sh.found >= 0 ? sh.found : LevelBins(0) - 1;
-      const double p_target = sh.target;
-      int up_to = 0;
-      for (int b = lane; b <= last_digit; b += 32) up_to += static_cast<int>(sh.count[b]);
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) up_to += __shfl_xor_sync(0xffffffffu, up_to, o);
-      __syncthreads();
-      if (up_to <= kSmallSet) {
-        small = true;
-        token = SmallSetDraw(row, last_digit, use_k, rp.top_k, use_p, rp.top_p, p_target,
-                             rp.uniform, sh);
+      // First try to finish in shared memory: bound the kept set by a prefix of the order that
+      // holds at most kSmallSet candidates.
+      uint32_t max_key = 0;
+      double p_target = 0.0;
+      bool try_small;
+      if (use_k) {
+        // The value bin where the k-th best adjusted value lies: every candidate whose score is at
+        // least the score of that bin's lowest value holds the top k (scores are monotone in the
+        // value), ties included.
+        if (warp == 0) {
+          ScanFind(
+              kBins, [&](int j) { return static_cast<double>(sh.count[j]); },
+              [&](int j) { return sh.count[j] > 0u; }, 0.0, rp.top_k, false, false, sh);
+        }
+        __syncthreads();
+        const float edge = sh.found >= 0 ? LowestValueOfBin(sh.found) : -INFINITY;
+        const float edge_score = (edge - best) * row.inv_temperature;
+        max_key = edge_score > -INFINITY ? KeyOf(edge_score) : 0x7f800000u;
+        try_small = true;
+        __syncthreads();
       } else {
+        // Top-p alone: level 0 of the selection, by mass; the digit where the nucleus ends and
+        // the count up to it.
+        HistogramFind(row, Everything(), 0u, 0u, 0, /*by_mass=*/true, 0.0, rp.top_p, sh);
+        const int last_digit = sh.found >= 0 ? sh.found : LevelBins(0) - 1;
+        p_target = sh.target;
+        int up_to = 0;
+        for (int b = lane; b <= last_digit; b += 32) up_to += static_cast<int>(sh.count[b]);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) up_to += __shfl_xor_sync(0xffffffffu, up_to, o);
+        __syncthreads();
+        max_key =
+            (static_cast<uint32_t>(last_digit) << LevelShift(0)) | ((1u << LevelShift(0)) - 1u);
+        try_small = up_to <= kSmallSet;
+      }
+      if (try_small) {
+        token =
+            SmallSetDraw(row, max_key, use_k, rp.top_k, use_p, rp.top_p, p_target, rp.uniform, sh);
+        small = token >= 0;
+      }
+      if (!small) {
         if (use_k) keep = Select(row, Everything(), /*by_mass=*/false, rp.top_k, tile_sums, sh);
         if (use_p) {
           const Boundary nucleus = Select(row, keep, /*by_mass=*/true, rp.top_p, tile_sums, sh);
