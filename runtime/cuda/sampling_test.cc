@@ -9,10 +9,13 @@
 //    boundary. The kernel sums the same fp32 weights in fp64 in another order (relative error
 //    < n * 2^-53, about 3e-11 for n = 262144), so under the emulation, where expf is the host's
 //    expf as in the CPU sampler and the weights are bit for bit the same, a row is "near" when the
-//    CPU's threshold (or top-p target) is within 1e-9 * total of a cumulative sum. On a GPU, expf
-//    is within 2 ulp of the host's, so each weight and hence each cumulative sum may differ by
-//    2^-22 relative: there the window is 2.5e-7 (and a score within 2 ulp of log(min_p), where
-//    logf may differ by an ulp, also counts). Near rows are counted and must stay under 1%.
+//    CPU's threshold (or top-p target) is within 1e-9 * total of a cumulative sum; near rows must
+//    be under 1%. On a GPU, expf is within 2 ulp of the host's (CUDA's documented bound), so each
+//    weight, each cumulative sum c and the threshold may differ by 2^-22 relative: a row is near
+//    when |threshold - c| <= 2^-22 (c + threshold) + 1e-9 total, or when a score is within 2 ulp
+//    of log(min_p) (logf may differ by an ulp). That bound is the worst case (every weight off
+//    in the same direction), so at vocab 262144 a few percent of dense rows count as near; what
+//    must stay under 1% there is the rows whose token actually differs (all of them near).
 //  - The logprob within 1e-5: the kernel's log-sum-exp sums fp32 exp terms in fp64 (the CPU does
 //    the same in another order), so only the last bits of the fp32 result differ.
 //
@@ -204,13 +207,14 @@ void ToDevice(const Row& row, std::vector<PenaltyEntry>& entries, SampleRowParam
 
 // The naive reference: the kept set by a full sort, the draw's threshold and cumulative sums in
 // id order. `near` says whether a cumulative sum (of the draw or of the top-p nucleus) lies within
-// window * total of its target, i.e. whether any summation order could change the token.
+// rel * (sum + target) + abs * total of its target, i.e. whether the weights' rounding (rel) or
+// any summation order (abs) could change the token.
 struct Reference {
   int32_t token = -1;  // -1: greedy or fallback rows (no draw).
   bool near = false;
 };
 
-Reference NaiveDraw(const Row& row, double window) {
+Reference NaiveDraw(const Row& row, double rel, double abs) {
   Reference ref;
   const SamplingParams& p = row.params;
   const int vocab = static_cast<int>(row.logits.size());
@@ -250,7 +254,7 @@ Reference NaiveDraw(const Row& row, double window) {
     size_t keep = cands.size();
     for (size_t j = 0; j < cands.size(); ++j) {
       cum += cands[j].w;
-      if (std::fabs(cum - target) <= window * total) ref.near = true;
+      if (std::fabs(cum - target) <= rel * (cum + target) + abs * total) ref.near = true;
       if (cum >= target && keep == cands.size()) keep = j + 1;
     }
     cands.resize(keep);
@@ -262,7 +266,9 @@ Reference NaiveDraw(const Row& row, double window) {
   double cum = 0.0;
   for (const C& c : cands) {
     cum += c.w;
-    if (c.w > 0.0f && std::fabs(cum - threshold) <= window * total) ref.near = true;
+    if (c.w > 0.0f && std::fabs(cum - threshold) <= rel * (cum + threshold) + abs * total) {
+      ref.near = true;
+    }
     if (ref.token < 0 && cum > threshold) ref.token = c.id;
   }
   if (ref.token < 0) ref.token = cands.back().id;
@@ -312,18 +318,25 @@ class SamplingTest : public ::testing::Test {
     logprobs = lp;
   }
 
-  // Compares every row with the CPU sampler; returns the number of near rows.
-  // With `exact`, near rows must match too (rows whose sums are exact in any order).
-  int Compare(const std::vector<Row>& rows, const std::vector<int32_t>& tokens,
-              const std::vector<float>& logprobs, const std::string& what, bool exact = false) {
-    const double window = emulated_ ? 1e-9 : 2.5e-7;
-    int near = 0, bad = 0;
+  struct Tally {
+    int near = 0;       // Rows within rounding of a boundary.
+    int differing = 0;  // Near rows whose token differs from the CPU's.
+  };
+
+  // Compares every row with the CPU sampler. With `exact`, near rows must match too (rows whose
+  // sums are exact in any order).
+  Tally Compare(const std::vector<Row>& rows, const std::vector<int32_t>& tokens,
+                const std::vector<float>& logprobs, const std::string& what, bool exact = false) {
+    const double rel = emulated_ ? 0.0 : 0x1.0p-22, abs = 1e-9;
+    Tally tally;
+    int bad = 0;
     for (size_t r = 0; r < rows.size(); ++r) {
       const Row& row = rows[r];
       const int vocab = static_cast<int>(row.logits.size());
       const SampleResult want = Sample(row.logits.data(), vocab, row.params, ContextOf(row));
-      const Reference ref = NaiveDraw(row, window);
-      near += ref.near ? 1 : 0;
+      const Reference ref = NaiveDraw(row, rel, abs);
+      tally.near += ref.near ? 1 : 0;
+      tally.differing += ref.near && tokens[r] != want.token ? 1 : 0;
       const std::string where =
           absl::StrCat(what, " row ", r, " (T=", row.params.temperature, " k=", row.params.top_k,
                        " p=", row.params.top_p, " min_p=", row.params.min_p, ")");
@@ -339,7 +352,15 @@ class SamplingTest : public ::testing::Test {
         EXPECT_NEAR(logprobs[r], want.logprob, 1e-5) << where;
       }
     }
-    return near;
+    return tally;
+  }
+
+  // Near rows must be rare under the emulation (exact weights); everywhere, rows that differ.
+  void ExpectRare(const Tally& t, int rows, const std::string& what) {
+    if (emulated_) {
+      EXPECT_LE(t.near, rows / 100) << what << ": rows near a boundary";
+    }
+    EXPECT_LE(t.differing, rows / 100) << what << ": rows that differ from the CPU";
   }
 
   bool emulated_ = false;
@@ -351,7 +372,8 @@ TEST_F(SamplingTest, MatchesCpuSampler) {
   // one core, so it samples small vocabularies; a GPU also runs the real one.
   std::vector<std::array<int, 3>> shapes = {{512, 48, 3}, {1000, 48, 2}, {4096, 32, 2}};
   if (!emulated_) shapes = {{512, 256, 4}, {4096, 256, 4}, {33001, 64, 2}, {262144, 64, 4}};
-  int total = 0, near = 0, greedy = 0, top_k = 0, top_p = 0, min_p = 0;
+  int total = 0, greedy = 0, top_k = 0, top_p = 0, min_p = 0;
+  Tally tally;
   for (const auto& [vocab, n, launches] : shapes) {
     for (int l = 0; l < launches; ++l) {
       std::vector<Row> rows;
@@ -361,7 +383,9 @@ TEST_F(SamplingTest, MatchesCpuSampler) {
       std::vector<float> logprobs;
       RunBatch(rows, vocab, stride, tokens, logprobs);
       if (HasFatalFailure()) return;
-      near += Compare(rows, tokens, logprobs, absl::StrCat("vocab ", vocab, " launch ", l));
+      const Tally t = Compare(rows, tokens, logprobs, absl::StrCat("vocab ", vocab, " launch ", l));
+      tally.near += t.near;
+      tally.differing += t.differing;
       for (const Row& row : rows) {
         const SamplingParams& sp = row.params;
         const bool g = sp.temperature <= 0.0f || sp.top_k == 1;
@@ -373,9 +397,9 @@ TEST_F(SamplingTest, MatchesCpuSampler) {
       total += n;
     }
   }
-  std::printf("%d rows (%d greedy, %d top-k, %d top-p, %d min-p), %d near a boundary\n", total,
-              greedy, top_k, top_p, min_p, near);
-  EXPECT_LT(near, total / 100 + 1) << near << " of " << total << " rows near a boundary";
+  std::printf("%d rows (%d greedy, %d top-k, %d top-p, %d min-p), %d near a boundary, %d differ\n",
+              total, greedy, top_k, top_p, min_p, tally.near, tally.differing);
+  ExpectRare(tally, total, "random rows");
 }
 
 // Parameter sweeps on one row shape: every combination of the listed settings, each with several
@@ -406,8 +430,7 @@ TEST_F(SamplingTest, ParameterGrid) {
   std::vector<float> logprobs;
   RunBatch(rows, vocab, vocab, tokens, logprobs);
   if (HasFatalFailure()) return;
-  const int near = Compare(rows, tokens, logprobs, "grid");
-  EXPECT_LE(near, 1);
+  ExpectRare(Compare(rows, tokens, logprobs, "grid"), 100, "grid");
 }
 
 // Exact ties at the top-k / top-p boundary: a group of equally likely tokens, of which top-k or
@@ -437,7 +460,7 @@ TEST_F(SamplingTest, TiesAtTheBoundary) {
   std::vector<float> logprobs;
   RunBatch(rows, vocab, vocab, tokens, logprobs);
   if (HasFatalFailure()) return;
-  EXPECT_LE(Compare(rows, tokens, logprobs, "ties"), 1);
+  ExpectRare(Compare(rows, tokens, logprobs, "ties"), 100, "ties");
 
   // Eight equal tokens and nothing else: top-p 0.5 reaches its target exactly at the fourth (the
   // crossing token is kept, the fifth is not), 0.25 at the second. Every weight is exp(0) = 1, so
@@ -496,7 +519,7 @@ TEST_F(SamplingTest, LargeKeptSets) {
   std::vector<float> logprobs;
   RunBatch(rows, vocab, vocab + 1, tokens, logprobs);
   if (HasFatalFailure()) return;
-  EXPECT_LE(Compare(rows, tokens, logprobs, "large"), 1);
+  ExpectRare(Compare(rows, tokens, logprobs, "large"), 100, "large");
 }
 
 // Rows with nothing to draw from: the fallback is the lowest id not banned, for greedy and
@@ -532,7 +555,7 @@ TEST_F(SamplingTest, Fallbacks) {
   std::vector<float> logprobs;
   RunBatch(rows, vocab, vocab, tokens, logprobs);
   if (HasFatalFailure()) return;
-  EXPECT_EQ(Compare(rows, tokens, logprobs, "fallbacks"), 0);
+  EXPECT_EQ(Compare(rows, tokens, logprobs, "fallbacks").near, 0);
   for (size_t r = 0; r < rows.size(); ++r) {
     const SampleResult want =
         Sample(rows[r].logits.data(), vocab, rows[r].params, ContextOf(rows[r]));
