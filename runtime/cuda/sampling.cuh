@@ -128,13 +128,13 @@ __device__ __forceinline__ bool Before(Boundary a, Boundary b) {
   return a.key < b.key || (a.key == b.key && a.id < b.id);
 }
 
-// Shared memory of one CTA (about 26 KB).
+// Shared memory of one CTA (about 43 KB).
 struct SampleShared {
   unsigned int count[kBins];  // Per digit of the current selection level.
   double mass[kBins];
   double walk[kTile];  // One tile's values in id order (the last step of an ordered find).
-  uint64_t
-      list[kSmallSet];  // The small-set path's candidates: (key << 32 | id), then (id << 32 | key).
+  // The small-set path's candidates: (key << 32 | id), then (id << 32 | key).
+  uint64_t list[kSmallSet];
   int list_count;
   double group_sum[32];
   double group_base[33];
@@ -305,6 +305,10 @@ __device__ int OrderedFind(const RowView& row, const Term& term, double target, 
                            double* tile_sums, SampleShared& sh) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int tiles = (row.vocab + kTile - 1) / kTile;
+  // NOTE: the tile sums live in shared memory (sh.mass is free here) up to 2048 tiles, i.e. vocab
+  // 262144: lane 0 of warp 0 walks up to 64 of them one after another, and global memory latency
+  // would make that walk ~64 x 0.5 us.
+  double* sums = tiles <= kBins ? sh.mass : tile_sums;
   int last = -1;
   for (int t = warp; t < tiles; t += kSampleWarps) {
     double sum = 0.0;
@@ -318,13 +322,13 @@ __device__ int OrderedFind(const RowView& row, const Term& term, double target, 
       }
     }
     sum = WarpSumD(sum);
-    if (lane == 0) tile_sums[t] = sum;
+    if (lane == 0) sums[t] = sum;
   }
-  last = BlockMaxI(last, sh);  // Its barriers also publish tile_sums.
+  last = BlockMaxI(last, sh);  // Its barriers also publish the sums.
   if (warp == 0) {
     ScanFind(
-        tiles, [&](int j) { return tile_sums[j]; }, [&](int j) { return tile_sums[j] > 0.0; }, 0.0,
-        target, scale_by_total, /*strict=*/true, sh);
+        tiles, [&](int j) { return sums[j]; }, [&](int j) { return sums[j] > 0.0; }, 0.0, target,
+        scale_by_total, /*strict=*/true, sh);
   }
   __syncthreads();
   const int tile = sh.found;

@@ -522,6 +522,29 @@ TEST_F(SamplingTest, LargeKeptSets) {
   ExpectRare(Compare(rows, tokens, logprobs, "large"), 100, "large");
 }
 
+// A vocabulary past 262144 (more than 2048 tiles of 128 ids): the draw's tile sums then live in
+// the workspace instead of shared memory.
+TEST_F(SamplingTest, VocabPastSharedTiles) {
+  Rng rng(555);
+  const int vocab = 300001;
+  std::vector<Row> rows;
+  for (int r = 0; r < 4; ++r) {
+    Row row;
+    row.logits = MakeLogits(rng, vocab, r == 3 ? Kind::kTies : Kind::kNormal);
+    row.params.temperature = 1.0f;
+    row.params.top_k = r == 1 ? 20 : r == 3 ? 200000 : 0;
+    row.params.top_p = r == 2 ? 0.9f : 1.0f;
+    row.params.seed = rng.Next();
+    row.params.logprobs = true;
+    rows.push_back(row);
+  }
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;
+  RunBatch(rows, vocab, vocab, tokens, logprobs);
+  if (HasFatalFailure()) return;
+  ExpectRare(Compare(rows, tokens, logprobs, "vocab 300001"), 100, "vocab 300001");
+}
+
 // Rows with nothing to draw from: the fallback is the lowest id not banned, for greedy and
 // sampled rows alike; a +inf logit makes a sampled row fall back too (as on the CPU), while the
 // greedy one picks it.
