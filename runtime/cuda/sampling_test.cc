@@ -522,11 +522,11 @@ TEST_F(SamplingTest, LargeKeptSets) {
   ExpectRare(Compare(rows, tokens, logprobs, "large"), 100, "large");
 }
 
-// A vocabulary past 262144 (more than 2048 tiles of 128 ids): the draw's tile sums then live in
+// A vocabulary past 524288 (more than 2048 tiles of 256 ids): the draw's tile sums then live in
 // the workspace instead of shared memory.
 TEST_F(SamplingTest, VocabPastSharedTiles) {
   Rng rng(555);
-  const int vocab = 300001;
+  const int vocab = 600001;
   std::vector<Row> rows;
   for (int r = 0; r < 4; ++r) {
     Row row;
@@ -542,7 +542,7 @@ TEST_F(SamplingTest, VocabPastSharedTiles) {
   std::vector<float> logprobs;
   RunBatch(rows, vocab, vocab, tokens, logprobs);
   if (HasFatalFailure()) return;
-  ExpectRare(Compare(rows, tokens, logprobs, "vocab 300001"), 100, "vocab 300001");
+  ExpectRare(Compare(rows, tokens, logprobs, "vocab 600001"), 100, "vocab 600001");
 }
 
 // Rows with nothing to draw from: the fallback is the lowest id not banned, for greedy and
