@@ -432,7 +432,13 @@ __device__ Boundary Select(const RowView& row, Boundary within, bool by_mass, do
     HistogramFind(row, within, prefix, mask, level, by_mass, base, target, sh);
     const int d = sh.found;
     target = sh.target;
-    if (d < 0) return Everything();
+    if (d < 0) {
+      // Level 0: the set never reaches the target (fewer than k candidates, or a mass target
+      // rounding puts just out of reach): keep it all. Deeper: the sub-bins' sums fell short of
+      // their bin's by rounding: keep that whole bin.
+      return level == 0 ? Everything()
+                        : Boundary{prefix | ((1u << LevelShift(level - 1)) - 1u), INT_MAX};
+    }
     const double next_base = sh.found_base;
     eq = static_cast<int>(sh.count[d]);
     __syncthreads();  // Everyone has read this level's results before the next clears them.
@@ -516,6 +522,9 @@ __device__ int SmallSetDraw(const RowView& row, uint32_t max_key, bool use_k, in
   __syncthreads();
   const int n = sh.list_count;
   if (n > kSmallSet) return -1;
+  // No candidate at all: only a temperature so small that 1 / temperature overflows makes even
+  // the maximum's score NaN (the CPU sampler's behaviour is undefined there). Id 0, as below.
+  if (n == 0) return 0;
   BitonicSort(n, sh);
   int kept = use_k ? min(top_k, n) : n;
   if (use_p && kept > 1) {
