@@ -6,7 +6,9 @@
 //     host's uniform (UniformForStep(seed, step)) over the kept tokens in increasing id order, as
 //     sampler.cc's Draw does; plus the logprob of the chosen token under the raw row (before
 //     penalties and temperature). The same token as the CPU sampler except where the draw falls
-//     within rounding of a cumulative-sum boundary (fp32/fp64 sums in another order).
+//     within rounding of a cumulative-sum boundary (fp64 sums in another order; on a GPU also
+//     expf, within 2 ulp of the host's, so each weight may differ in its last bit or two).
+//     Row parameters are trusted, as the CPU sampler trusts SamplingParams (validated at the edge).
 //     top_logprobs are not computed here: the runner downloads such a row and uses the CPU sampler.
 #pragma once
 
