@@ -40,6 +40,12 @@ struct CudaRunnerOptions {
   double gpu_memory_fraction = 0.90;
   // Fixed KV budget instead of the fraction (bytes for both pools); 0 = use the fraction.
   int64_t kv_memory_bytes = 0;
+  // How the budget is split between the groups: so that both run out together when every
+  // sequence is this long (capped by max_seq_len). A sliding-window sequence never needs more
+  // than window / block_size + 1 blocks, a global one needs every block, so the split depends on
+  // the length; Gemma 4 12B at 8k tokens: 65 sliding blocks of 5 MiB and 512 global ones of
+  // 256 KiB per sequence.
+  int32_t kv_balance_seq_len = 8192;
   // Sizing of the step buffers: the most rows (tokens) and sequences one step may carry. The
   // scheduler's token budget and sequence cap must not exceed them (Execute rejects a plan that
   // does, naming the limit).
