@@ -79,6 +79,11 @@ class CudaModelRunner : public ModelRunner {
   uint64_t kv_bytes() const;
   // Steps run through a CUDA graph so far (tests check that decode uses them).
   uint64_t graph_steps() const;
+  // The embedding rows [item_row, item_row + count) of a media item as the step computes them
+  // (widened from bf16), [count, hidden]: for tests of the media path against the CPU embedder.
+  // Not for use while a step runs.
+  absl::StatusOr<std::vector<float>> EmbedMedia(const MediaItem& item, int32_t item_row,
+                                                int32_t count);
 
   class Impl;
 
