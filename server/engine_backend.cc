@@ -2,6 +2,7 @@
 
 #include <soxr.h>
 
+#include <algorithm>
 #include <fstream>
 #include <random>
 #include <utility>
@@ -10,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "runtime/cpu/cpu_model_runner.h"
+#include "runtime/cuda/cuda_model_runner.h"
 #include "runtime/image.h"
 #include "runtime/logging.h"
 #include "runtime/media_hash.h"
@@ -21,6 +23,18 @@
 
 namespace tessera::server {
 namespace {
+
+// "auto" -> "cuda" when a GPU is visible, else "cpu"; "cpu", "cuda" and "cuda:N" pass through.
+absl::StatusOr<std::string> ResolveDevice(const std::string& device) {
+  if (device == "auto") return runtime::CudaDeviceAvailable() ? "cuda" : "cpu";
+  if (device == "cpu" || device == "cuda") return device;
+  if (absl::StartsWith(device, "cuda:")) {
+    const std::string n = device.substr(5);
+    if (!n.empty() && n.size() < 4 && std::all_of(n.begin(), n.end(), ::isdigit)) return device;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--device must be auto, cpu, cuda or cuda:N (a GPU ordinal); got '", device, "'"));
+}
 
 // FNV-1a over config.json, the size of the weights and the first 1 MiB of them (the safetensors
 // header and the first tensors): a cheap stable revision id for the prefix-cache key.
@@ -121,14 +135,47 @@ class EngineBackend : public Backend {
     if (!tokenizer.ok()) return tokenizer.status();
     tokenizer_ = *std::move(tokenizer);
 
-    runtime::CpuRunnerOptions runner_options;
-    runner_options.kv_memory_bytes = options_.kv_memory_bytes;
-    runner_options.num_threads = options_.num_threads;
-    auto runner = runtime::CreateCpuModelRunner(model_, runner_options);
-    if (!runner.ok()) return runner.status();
-    runner_ = *std::move(runner);
-
     const int32_t context = config.text.max_position_embeddings;
+    auto device = ResolveDevice(options_.device);
+    if (!device.ok()) return device.status();
+    device_ = *device;
+    if (device_ != "cpu") {
+      runtime::CudaRunnerOptions co;
+      co.device = device_ == "cuda" ? 0 : std::stoi(device_.substr(5));
+      co.kv_memory_bytes = options_.kv_memory_bytes;
+      co.gpu_memory_fraction = options_.gpu_memory_fraction;
+      co.max_step_seqs = options_.max_num_seqs;
+      co.max_step_tokens = std::max(options_.max_num_batched_tokens, options_.max_num_seqs);
+      co.max_seq_len = context;
+      co.cuda_graphs = options_.cuda_graphs;
+      co.max_graph_batch = std::min(128, options_.max_num_seqs);
+      auto runner = runtime::CreateCudaModelRunner(model_, co);
+      if (runner.ok()) {
+        TESSERA_LOG(INFO) << "CUDA runner: " << (*runner)->Describe();
+        runner_ = *std::move(runner);
+      } else if (options_.device == "auto" &&
+                 runner.status().code() == absl::StatusCode::kInvalidArgument) {
+        // A model the CUDA kernels do not cover (e.g. an attention shape outside their closed
+        // list): --device=auto serves it on the CPU, saying why.
+        TESSERA_LOG(WARNING) << "--device=auto: serving on the CPU because the CUDA runner cannot "
+                                "take this model: "
+                             << runner.status().message();
+        device_ = "cpu";
+      } else {
+        return absl::Status(runner.status().code(),
+                            absl::StrCat("--device=", device_, ": ", runner.status().message()));
+      }
+    }
+    if (device_ == "cpu") {
+      runtime::CpuRunnerOptions runner_options;
+      runner_options.kv_memory_bytes =
+          options_.kv_memory_bytes > 0 ? options_.kv_memory_bytes : int64_t{1} << 30;
+      runner_options.num_threads = options_.num_threads;
+      auto runner = runtime::CreateCpuModelRunner(model_, runner_options);
+      if (!runner.ok()) return runner.status();
+      runner_ = *std::move(runner);
+    }
+
     max_prompt_tokens_ = options_.limits.max_prompt_tokens > 0
                              ? std::min(options_.limits.max_prompt_tokens, context - 1)
                              : context - 1;
@@ -166,7 +213,7 @@ class EngineBackend : public Backend {
       info_.add_modalities("video");
     }
     if (config.audio_token_id >= 0) info_.add_modalities("audio");
-    info_.set_device("cpu");
+    info_.set_device(device_);
     info_.set_revision(revision);
     const auto& spec = runner_->kv_spec();
     if (!spec.groups.empty())
@@ -285,6 +332,7 @@ class EngineBackend : public Backend {
   MetricsObserver observer_;
   std::shared_ptr<const runtime::LoadedModel> model_;
   std::unique_ptr<runtime::Tokenizer> tokenizer_;
+  std::string device_;  // "cpu", "cuda" or "cuda:N", resolved from the option.
   std::unique_ptr<runtime::ModelRunner> runner_;
   std::unique_ptr<scheduler::Engine> engine_;
   std::unique_ptr<PromptAdapter> prompts_;

@@ -38,8 +38,8 @@ struct EngineBackendOptions {
   std::string model_dir;
   // Served model id; empty: the directory's name.
   std::string served_model_name;
-  // "cpu" (the only backend built in this binary).
-  std::string device = "cpu";
+  // "auto" (cuda when a GPU is visible, else cpu), "cpu", "cuda" or "cuda:N".
+  std::string device = "auto";
   RequestLimits limits;
   // Engine: sequences at once and tokens per step (see scheduler::EngineOptions).
   int32_t max_num_seqs = 256;
@@ -47,9 +47,14 @@ struct EngineBackendOptions {
   bool enable_prefix_caching = true;
   absl::Duration session_ttl = absl::Seconds(300);
   int32_t max_session_tokens = 32768;
-  // CPU runner: KV memory for both pools and step threads (0: one per hardware thread).
-  int64_t kv_memory_bytes = int64_t{1} << 30;
+  // KV memory for both pools. CPU: 0 means 1 GiB. CUDA: 0 means gpu_memory_fraction of the GPU
+  // memory free after the weights and step buffers.
+  int64_t kv_memory_bytes = 0;
+  // CPU runner: step threads (0: one per hardware thread).
   int num_threads = 0;
+  // CUDA runner.
+  double gpu_memory_fraction = 0.90;
+  bool cuda_graphs = true;
 };
 
 // The served model id for `options` (known before loading, for metrics labels).

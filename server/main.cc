@@ -39,9 +39,16 @@ ABSL_FLAG(std::string, model, "",
           "Empty: the built-in default model (random weights: its output is gibberish).");
 ABSL_FLAG(std::string, served_model_name, "",
           "Model id reported by /v1/models and GetModelInfo; empty: the model directory's name.");
-ABSL_FLAG(std::string, device, "cpu", "cpu (cuda is not built into this binary yet).");
-ABSL_FLAG(int64_t, kv_cache_bytes, int64_t{1} << 30,
-          "CPU KV cache memory for all layers, in bytes. More lets more sequences run at once.");
+ABSL_FLAG(std::string, device, "auto",
+          "auto (cuda when a GPU is visible, else cpu), cpu, cuda, or cuda:N for GPU ordinal N.");
+ABSL_FLAG(int64_t, kv_cache_bytes, 0,
+          "KV cache memory for all layers, in bytes; more lets more sequences run at once. 0: "
+          "1 GiB on cpu; on cuda, --gpu_memory_fraction of the GPU memory left after the weights.");
+ABSL_FLAG(double, gpu_memory_fraction, 0.90,
+          "cuda: fraction of the GPU memory free after the weights and step buffers that the KV "
+          "cache takes (the rest is left to cuBLASLt and CUDA graphs). In (0, 1).");
+ABSL_FLAG(bool, cuda_graphs, true,
+          "cuda: run decode steps as CUDA graphs (captured per batch size on first use).");
 ABSL_FLAG(int, num_threads, 0, "Threads for the model step; 0 = one per hardware thread.");
 
 // Listening.
@@ -173,12 +180,14 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const char* argv0) {
   ServerOptions o;
   EngineBackendOptions& b = o.backend;
   b.device = absl::GetFlag(FLAGS_device);
-  if (b.device == "cuda" || b.device.rfind("cuda:", 0) == 0) {
-    return absl::UnimplementedError(
-        "--device=cuda: the CUDA runtime is not built into this server yet; use --device=cpu");
+  b.gpu_memory_fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
+  b.cuda_graphs = absl::GetFlag(FLAGS_cuda_graphs);
+  if (!(b.gpu_memory_fraction > 0.0 && b.gpu_memory_fraction < 1.0)) {
+    return absl::InvalidArgumentError(absl::StrCat("--gpu_memory_fraction must be in (0, 1); got ",
+                                                   b.gpu_memory_fraction));
   }
-  if (b.device != "cpu") {
-    return absl::InvalidArgumentError(absl::StrCat("--device must be cpu; got '", b.device, "'"));
+  if (absl::GetFlag(FLAGS_kv_cache_bytes) < 0) {
+    return absl::InvalidArgumentError("--kv_cache_bytes must be >= 0");
   }
   b.model_dir = absl::GetFlag(FLAGS_model);
   if (b.model_dir.empty()) {
