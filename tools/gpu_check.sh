@@ -108,6 +108,18 @@ if command -v python3 > /dev/null; then
     2>/dev/null || true)
   [ -n "$py_dir" ] && cublas_dirs+=("$py_dir")
 fi
+# CUDA 13 wheels put every library in nvidia/cu13/lib; any Python environment's site-packages.
+if command -v python3 > /dev/null; then
+  while read -r sp; do
+    cublas_dirs+=("$sp/nvidia/cu13/lib" "$sp/nvidia/cublas/lib")
+  done < <(python3 -c 'import site, sys; print("\n".join(site.getsitepackages() + [site.getusersitepackages()]))' 2>/dev/null || true)
+fi
+for d in /opt/*/.venv/lib/python3*/site-packages /opt/*/lib/python3*/site-packages; do
+  cublas_dirs+=("$d/nvidia/cu13/lib" "$d/nvidia/cublas/lib")
+done
+# Last resort: wherever the loader cache knows the library from.
+ld_dir=$(ldconfig -p 2>/dev/null | awk '/libcublasLt\.so\.13 / {print $NF; exit}')
+[ -n "$ld_dir" ] && cublas_dirs+=("$(dirname "$ld_dir")")
 cublas_dirs+=(/usr/local/lib/python3*/dist-packages/nvidia/cublas/lib
   /usr/lib/python3*/dist-packages/nvidia/cublas/lib /usr/local/lib/python3*/site-packages/nvidia/cublas/lib
   "$HOME"/.local/lib/python3*/site-packages/nvidia/cublas/lib /opt/conda/lib/python3*/site-packages/nvidia/cublas/lib)

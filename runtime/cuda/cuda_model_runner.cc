@@ -17,7 +17,6 @@
 #include <cstring>
 #include <limits>
 #include <map>
-#include <unordered_map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -103,6 +102,7 @@ class CudaModelRunner::Impl {
   absl::Status Execute(const BatchPlan& plan, StepOutput* out);
   absl::Status ValidatePlan(const BatchPlan& plan) const;
   absl::Status EnqueueMedia(const MediaRows& m, int64_t first_row);
+  absl::Status GrowMedia(int64_t rows);
 
   ModelConfig config_;
   CudaRunnerOptions options_;
@@ -142,12 +142,18 @@ class CudaModelRunner::Impl {
   float* out_logprobs_dev_ = nullptr;
   int64_t attn_ws_floats_ = 0;
   // Media staging, grown on demand (eager steps only).
-  DeviceBuffer media_in_, media_a_, media_d_, media_e_;
+  DeviceBuffer media_in_, media_a_, media_d_, media_e_, media_pos_;
 
   // Graphs by (padded batch, table width); a key is captured the second time it is seen (the
   // first run is eager and warms the GEMM algorithm cache for its shapes).
   std::map<std::pair<int32_t, int32_t>, std::unique_ptr<cu::Graph>> graphs_;
-  std::map<std::pair<int32_t, int32_t>, bool> warmed_;
+  // Keys whose capture failed once run eagerly from then on (the failure is logged once).
+  enum class GraphState { kCold, kWarm, kEager };
+  std::map<std::pair<int32_t, int32_t>, GraphState> graph_state_;
+  // Penalty entry index per token, valid where stamp == the current sequence's stamp.
+  std::vector<int32_t> penalty_slot_;
+  std::vector<uint32_t> penalty_stamp_;
+  uint32_t stamp_ = 0;
 
  private:
   struct StepShape {
@@ -168,13 +174,12 @@ class CudaModelRunner::Impl {
                               const std::vector<int64_t>& seq_row0);
   absl::Status EnqueueLogits(const std::vector<int32_t>& rows, int32_t count);
   cu::PagedKvView View(int32_t layer) const;
-  absl::Status GrowMedia(int64_t rows);
 };
 
 namespace {
 
 // Widens a WeightMatrix into bf16 rows starting at row `row0_out` of `dst` (device), through a
-// host buffer of about 32 MiB. The copies are from pageable memory on the legacy stream, so each
+// host buffer of about 64 MiB. The copies are from pageable memory on the legacy stream, so each
 // returns once its source has been staged and the buffer may be refilled.
 absl::Status UploadMatrixRows(const WeightMatrix& m, Bf16* dst, int64_t row0_out) {
   const int64_t cols = m.cols;
@@ -461,7 +466,8 @@ absl::Status CudaModelRunner::Impl::RandomWeights(uint64_t seed) {
     TESSERA_RETURN_IF_ERROR(matrix(&v_proj_, H, D));
   }
   if (has_audio_) TESSERA_RETURN_IF_ERROR(matrix(&a_proj_, H, config_.audio.audio_embed_dim));
-  return stream_->Synchronize();
+  TESSERA_RETURN_IF_ERROR(stream_->Synchronize());
+  return cu::Synchronize();  // The inv_freq uploads went through the legacy stream.
 }
 
 absl::Status CudaModelRunner::Impl::AllocateRuntime() {
@@ -559,17 +565,26 @@ absl::Status CudaModelRunner::Impl::AllocateRuntime() {
   // a sliding-window group needs only the blocks its window spans, a global one every block.
   const int64_t balance_len = std::max<int64_t>(
       1, std::min<int64_t>(options_.kv_balance_seq_len, options_.max_seq_len));
+  // A group whose count is explicit takes its bytes off the budget first.
+  auto explicit_count = [&](const KvGroupSpec& gs) -> int64_t {
+    return gs.name == "sliding" ? options_.num_blocks_sliding : options_.num_blocks_global;
+  };
   int64_t weight_sum = 0;
   std::vector<int64_t> per_seq(G);
   for (int64_t g = 0; g < G; ++g) {
     const KvGroupSpec& gs = spec_.groups[g];
     const int64_t len = gs.window > 0 ? std::min<int64_t>(gs.window, balance_len) : balance_len;
     per_seq[g] = (len + gs.block_size - 1) / gs.block_size + (gs.window > 0 ? 1 : 0);
-    weight_sum += per_seq[g] * gs.bytes_per_block;
+    if (explicit_count(gs) > 0) {
+      budget -= (explicit_count(gs) + 1) * gs.bytes_per_block;
+    } else {
+      weight_sum += per_seq[g] * gs.bytes_per_block;
+    }
   }
+  budget = std::max<int64_t>(budget, 0);
   for (int64_t g = 0; g < G; ++g) {
     KvGroupSpec& gs = spec_.groups[g];
-    int64_t n = gs.name == "sliding" ? options_.num_blocks_sliding : options_.num_blocks_global;
+    int64_t n = explicit_count(gs);
     if (n == 0) {
       n = static_cast<int64_t>(static_cast<double>(budget) * per_seq[g] /
                                static_cast<double>(std::max<int64_t>(1, weight_sum)));
@@ -727,6 +742,8 @@ absl::Status CudaModelRunner::Impl::ValidatePlan(const BatchPlan& plan) const {
   return absl::OkStatus();
 }
 
+// Sizes the media staging buffers for `rows` rows. Called before any of the step's work is
+// queued (freeing a buffer that queued kernels still read would be a use-after-free).
 absl::Status CudaModelRunner::Impl::GrowMedia(int64_t rows) {
   const int64_t have = static_cast<int64_t>(media_in_.size() / (kPatchValues * 4));
   if (rows <= have) return absl::OkStatus();
@@ -734,7 +751,7 @@ absl::Status CudaModelRunner::Impl::GrowMedia(int64_t rows) {
   const int64_t D = std::max<int64_t>(1, config_.vision.mm_embed_dim);
   for (auto [buf, bytes] : std::vector<std::pair<DeviceBuffer*, int64_t>>{
            {&media_in_, n * kPatchValues * 4}, {&media_a_, n * kPatchValues * 2},
-           {&media_d_, n * D * 2}, {&media_e_, n * D * 2}}) {
+           {&media_d_, n * D * 2}, {&media_e_, n * D * 2}, {&media_pos_, n * 2 * 4}}) {
     auto b = DeviceBuffer::Allocate(bytes);
     if (!b.ok()) return b.status();
     *buf = std::move(*b);
@@ -748,7 +765,9 @@ absl::Status CudaModelRunner::Impl::EnqueueMedia(const MediaRows& m, int64_t fir
   cudaStream_t s = stream_->get();
   const MediaItem& item = *m.item;
   Bf16* out = h_.as<Bf16>() + first_row * H;
-  TESSERA_RETURN_IF_ERROR(GrowMedia(m.count));
+  if (static_cast<int64_t>(media_in_.size()) < int64_t{m.count} * kPatchValues * 4) {
+    return absl::InternalError("CUDA runner: media staging buffers were not sized for the step");
+  }
   if (item.kind == MediaKind::kAudio) {
     const int64_t F = kAudioFrameSamples;
     TESSERA_RETURN_IF_ERROR(cu::CopyToDeviceAsync(media_in_.data(), item.row(m.item_row),
@@ -775,13 +794,11 @@ absl::Status CudaModelRunner::Impl::EnqueueMedia(const MediaRows& m, int64_t fir
     return gemm_->Run(g, s);
   }
   const int64_t P = kPatchValues, D = config_.vision.mm_embed_dim;
-  // The patches, then their (x, y) positions in the spare row GrowMedia(count + 1) leaves after
-  // them. Both copies are from the plan's host data, which outlives the step (the stream is
-  // synchronised before Execute returns).
-  TESSERA_RETURN_IF_ERROR(GrowMedia(m.count + 1));
+  // The patches and their (x, y) positions, from the plan's host data, which outlives the step
+  // (the stream is synchronised before Execute returns).
   TESSERA_RETURN_IF_ERROR(
       cu::CopyToDeviceAsync(media_in_.data(), item.row(m.item_row), m.count * P * 4, s));
-  int32_t* positions = reinterpret_cast<int32_t*>(media_in_.as<float>() + m.count * P);
+  int32_t* positions = media_pos_.as<int32_t>();
   TESSERA_RETURN_IF_ERROR(cu::CopyToDeviceAsync(
       positions, item.positions.data() + 2 * m.item_row, m.count * 2 * sizeof(int32_t), s));
   cu::PatchInputNormParams a;
@@ -1106,6 +1123,8 @@ absl::Status CudaModelRunner::Impl::EnqueueForward(const StepShape& shape, const
 absl::Status CudaModelRunner::Impl::Execute(const BatchPlan& plan, StepOutput* out) {
   if (out == nullptr) return absl::InvalidArgumentError("Execute: null output");
   TESSERA_RETURN_IF_ERROR(ValidatePlan(plan));
+  // The engine calls from its own thread, whose current device is not necessarily ours.
+  TESSERA_RETURN_IF_ERROR(cu::SetDevice(options_.device));
   out->seqs.clear();
   out->seqs.resize(plan.seqs.size());
   if (plan.seqs.empty()) return absl::OkStatus();
@@ -1150,26 +1169,33 @@ absl::Status CudaModelRunner::Impl::Execute(const BatchPlan& plan, StepOutput* o
   std::vector<int32_t> pen_begin(S, 0), pen_end(S, 0);
   {
     cu::PenaltyEntry* entries = penalties_host_.as<cu::PenaltyEntry>();
-    std::unordered_map<int32_t, int32_t> index;
+    if (penalty_slot_.size() != static_cast<size_t>(V)) {
+      penalty_slot_.assign(V, 0);
+      penalty_stamp_.assign(V, 0);
+    }
     for (int32_t si : gpu_sample_seqs) {
       const SequencePlan& sp = plan.seqs[si];
       const SamplingParams& p = sp.sampling;
       const SamplingContext& c = sp.sampling_context;
-      index.clear();
+      if (++stamp_ == 0) {  // Wrapped: forget every old stamp.
+        std::fill(penalty_stamp_.begin(), penalty_stamp_.end(), 0);
+        stamp_ = 1;
+      }
       const int64_t begin = penalty_count;
+      // The entry of `tok` for this sequence, made on first sight; null when the buffer is full.
       auto entry = [&](int32_t tok) -> cu::PenaltyEntry* {
-        if (tok < 0 || tok >= V) return nullptr;
-        auto [it, inserted] = index.emplace(tok, static_cast<int32_t>(penalty_count));
-        if (inserted) {
+        if (penalty_stamp_[tok] != stamp_) {
           if (penalty_count >= kMaxPenaltyEntries) return nullptr;
+          penalty_stamp_[tok] = stamp_;
+          penalty_slot_[tok] = static_cast<int32_t>(penalty_count);
           entries[penalty_count] = cu::PenaltyEntry{tok, 0, 0, 0};
           ++penalty_count;
         }
-        return &entries[it->second];
+        return &entries[penalty_slot_[tok]];
       };
       bool overflow = false;
       auto add = [&](int32_t tok, bool output) {
-        if (tok < 0 || tok >= V) return;
+        if (overflow || tok < 0 || tok >= V) return;
         cu::PenaltyEntry* e = entry(tok);
         if (e == nullptr) {
           overflow = true;
@@ -1187,6 +1213,7 @@ absl::Status CudaModelRunner::Impl::Execute(const BatchPlan& plan, StepOutput* o
         for (int32_t t : *c.output_tokens) add(t, true);
       }
       for (int32_t t : c.banned_tokens) {
+        if (overflow) break;
         if (t < 0 || t >= V) continue;
         cu::PenaltyEntry* e = entry(t);
         if (e == nullptr) {
@@ -1297,9 +1324,11 @@ absl::Status CudaModelRunner::Impl::Execute(const BatchPlan& plan, StepOutput* o
   shape.decode = decode;
   shape.bidi = bidi;
   for (int32_t g = 0; g < G; ++g) {
-    shape.splits.push_back(decode ? cu::ChooseDecodeSplits(S_run, spec_.groups[g].num_kv_heads,
-                                                           max_kv, num_sms_)
-                                  : 1);
+    // A sliding-window layer reads at most `window` keys, however long the sequence.
+    const int32_t window = spec_.groups[g].window;
+    const int32_t keys = window > 0 ? std::min(max_kv, window) : max_kv;
+    shape.splits.push_back(
+        decode ? cu::ChooseDecodeSplits(S_run, spec_.groups[g].num_kv_heads, keys, num_sms_) : 1);
     // The workspace was sized for splits * rows <= 2 * SMs + seqs.
     const int64_t need = cu::AttentionWorkspaceFloats(S_run, tc.num_heads,
                                                       spec_.groups[g].head_dim, shape.splits[g]);
@@ -1336,26 +1365,51 @@ absl::Status CudaModelRunner::Impl::Execute(const BatchPlan& plan, StepOutput* o
     }
   }
 
+  // From here on work is queued: any error return first waits for it, so that a failed step's
+  // kernels cannot run on the next step's metadata (written into the same pinned buffers).
+  struct SyncOnError {
+    cu::Stream* stream;
+    bool armed = true;
+    ~SyncOnError() {
+      if (armed) (void)stream->Synchronize();
+    }
+  } sync_on_error{stream_.get()};
   TESSERA_RETURN_IF_ERROR(UploadMeta(shape.rows, S_run, width, penalty_count));
   if (graph_ok) {
     const auto key = std::make_pair(padded, width);
+    GraphState& state = graph_state_[key];
     auto it = graphs_.find(key);
-    if (it == graphs_.end() && warmed_[key]) {
-      TESSERA_RETURN_IF_ERROR(cu::Graph::BeginCapture(stream_->get()));
-      absl::Status enq = EnqueueForward(shape, nullptr, seq_row0);
-      auto graph = cu::Graph::EndCapture(stream_->get());
-      if (!enq.ok()) return enq;
-      if (!graph.ok()) return graph.status();
-      it = graphs_.emplace(key, std::move(*graph)).first;
+    if (it == graphs_.end() && state == GraphState::kWarm) {
+      absl::Status st = cu::Graph::BeginCapture(stream_->get());
+      absl::StatusOr<std::unique_ptr<cu::Graph>> graph = absl::UnknownError("not captured");
+      if (st.ok()) {
+        st = EnqueueForward(shape, nullptr, seq_row0);
+        graph = cu::Graph::EndCapture(stream_->get());  // Ends the capture whatever happened.
+      }
+      if (st.ok() && graph.ok()) {
+        it = graphs_.emplace(key, std::move(*graph)).first;
+      } else {
+        // Run this key eagerly from now on; the capture's error must not fail later launches.
+        cu::ClearLastError();
+        state = GraphState::kEager;
+        TESSERA_LOG(WARNING) << "CUDA graph capture for batch " << padded << ", table width "
+                             << width << " failed; those steps run eagerly: "
+                             << (st.ok() ? graph.status() : st);
+      }
     }
     if (it != graphs_.end()) {
       TESSERA_RETURN_IF_ERROR(it->second->Launch(stream_->get()));
       ++graph_steps_;
     } else {
       TESSERA_RETURN_IF_ERROR(EnqueueForward(shape, nullptr, seq_row0));
-      warmed_[key] = true;
+      if (state == GraphState::kCold) state = GraphState::kWarm;
     }
   } else {
+    int64_t media_rows = 0;
+    for (const SequencePlan& sp : plan.seqs) {
+      for (const MediaRows& m : sp.media) media_rows = std::max<int64_t>(media_rows, m.count);
+    }
+    TESSERA_RETURN_IF_ERROR(GrowMedia(media_rows));
     TESSERA_RETURN_IF_ERROR(EnqueueForward(shape, &plan, seq_row0));
   }
 
@@ -1413,6 +1467,7 @@ absl::Status CudaModelRunner::Impl::Execute(const BatchPlan& plan, StepOutput* o
     out->seqs[si].sampled =
         Sample(cpu_sample_logits[si].data(), V, sp.sampling, sp.sampling_context);
   }
+  sync_on_error.armed = false;  // Every path above ended with a stream sync.
   // The GPU sampler computes the logprob always; report it only when asked, as the CPU does.
   for (int32_t si : gpu_sample_seqs) {
     const SamplingParams& p = plan.seqs[si].sampling;
@@ -1446,7 +1501,9 @@ absl::StatusOr<std::vector<float>> CudaModelRunner::EmbedMedia(const MediaItem& 
     sp.block_tables.emplace_back((count + g.block_size - 1) / g.block_size, 0);
   }
   plan.seqs.push_back(sp);
+  TESSERA_RETURN_IF_ERROR(cu::SetDevice(impl_->options_.device));
   TESSERA_RETURN_IF_ERROR(impl_->ValidatePlan(plan));
+  TESSERA_RETURN_IF_ERROR(impl_->GrowMedia(count));
   TESSERA_RETURN_IF_ERROR(impl_->EnqueueMedia(m, 0));
   const int64_t H = impl_->config_.text.hidden_size;
   std::vector<Bf16> rows(count * H);

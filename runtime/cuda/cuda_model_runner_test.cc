@@ -305,7 +305,9 @@ BatchedResult DecodeBatched(ModelRunner* runner, const std::vector<std::vector<i
 TEST_F(CudaModelRunnerTest, BatchedDecodeMatchesAloneAndGraphsMatchEager) {
   const GoldenPrompt& text = Golden("text");
   std::vector<std::vector<int32_t>> prompts;
-  for (int len : {3, 9, 17, 24, 5}) {
+  // Four sequences: a batch size the graphs are captured for, so the graph runner's GEMMs have
+  // the eager runner's shapes (a padded batch could pick other cuBLASLt algorithms).
+  for (int len : {3, 9, 17, 24}) {
     prompts.emplace_back(text.prompt.token_ids.begin(), text.prompt.token_ids.begin() + len);
   }
   const int steps = OnEmulation() ? 6 : 24;

@@ -194,6 +194,8 @@ bool GraphsSupported() { return true; }
 
 #endif
 
+void ClearLastError() { (void)cudaGetLastError(); }
+
 PinnedBuffer::PinnedBuffer(PinnedBuffer&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
 

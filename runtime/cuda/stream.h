@@ -81,4 +81,8 @@ class Graph {
 // Whether this build can capture graphs (false under the CPU emulation).
 bool GraphsSupported();
 
+// Reads and clears this thread's last CUDA error (cudaGetLastError), e.g. after a failed capture,
+// so that it does not fail the next launch check.
+void ClearLastError();
+
 }  // namespace tessera::runtime::cuda
