@@ -9,6 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "runtime/cpu/cpu_model_runner.h"
+#if defined(TESSERA_ENGINE_TEST_CUDA)
+#include "runtime/cuda/cuda_model_runner.h"
+#endif
 #include "runtime/model_loader.h"
 #include "scheduler/engine.h"
 #include "scheduler/engine_test_util.h"
@@ -48,12 +51,23 @@ std::shared_ptr<const runtime::LoadedModel> Model() {
 }
 
 std::unique_ptr<CountingRunner> MakeRunner(int32_t blocks) {
+#if defined(TESSERA_ENGINE_TEST_CUDA)
+  runtime::CudaRunnerOptions o;
+  o.block_size = 16;
+  o.num_blocks_sliding = blocks;
+  o.num_blocks_global = blocks;
+  o.max_step_tokens = 64;
+  o.max_step_seqs = 8;
+  o.max_seq_len = 1024;
+  auto r = runtime::CreateCudaModelRunner(Model(), o);
+#else
   runtime::CpuRunnerOptions o;
   o.block_size = 16;
   o.num_blocks_sliding = blocks;
   o.num_blocks_global = blocks;
   o.num_threads = 1;
   auto r = runtime::CreateCpuModelRunner(Model(), o);
+#endif
   EXPECT_TRUE(r.ok()) << r.status();
   return std::make_unique<CountingRunner>(std::move(*r));
 }
