@@ -1,6 +1,10 @@
 // End to end over loopback: the real server binary answers the gRPC health check with SERVING,
 // lists its services through reflection, and exits 0 on SIGTERM.
+#include <sys/wait.h>
+
+#include <cstdio>
 #include <memory>
+#include <string>
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
@@ -52,6 +56,43 @@ TEST(ServerHealthTest, AnswersServingThenListsServicesThenDrainsOnSigterm) {
   auto code = server->Terminate();
   ASSERT_TRUE(code.ok()) << code.status();
   EXPECT_EQ(*code, 0);
+}
+
+// Runs the server binary with `args` to completion (it must refuse to start), returning its exit
+// code and everything it printed.
+std::pair<int, std::string> RunToExit(const std::string& args) {
+  // `timeout`: on a machine where the server does start (a GPU is present), it is stopped.
+  const std::string cmd = "timeout 60 " + Runfile("tessera/server/tessera") +
+                          " --grpc_host=127.0.0.1 --grpc_port=0 --http_host=127.0.0.1 "
+                          "--http_port=0 " +
+                          args + " 2>&1";
+  FILE* f = popen(cmd.c_str(), "r");
+  std::string out;
+  if (f == nullptr) return {-1, out};
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
+  const int status = pclose(f);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(ServerHealthTest, RefusesABadDeviceNamingIt) {
+  auto [code, out] = RunToExit("--device=tpu");
+  EXPECT_NE(code, 0) << out;
+  EXPECT_NE(out.find("--device must be auto, cpu, cuda or cuda:N"), std::string::npos) << out;
+}
+
+// CI and developer machines have no GPU: an explicit --device=cuda stops the server at startup
+// with the CUDA error, rather than falling back as --device=auto does (the other test serves with
+// the default, auto, on the CPU).
+TEST(ServerHealthTest, DeviceCudaWithoutAGpuStopsAtStartupNamingTheError) {
+  auto [code, out] = RunToExit("--device=cuda");
+  if (code == 124 || out.find("CUDA runner:") != std::string::npos) {
+    GTEST_SKIP() << "this machine has a GPU";
+  }
+  EXPECT_NE(code, 0) << out;
+  EXPECT_NE(out.find("--device=cuda: "), std::string::npos) << out;
+  EXPECT_NE(out.find("CUDA error"), std::string::npos) << out;
 }
 
 }  // namespace
