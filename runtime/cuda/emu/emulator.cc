@@ -55,12 +55,18 @@ void Yield() {
   if (_setjmp(s.fibers[s.current].jb) == 0) _longjmp(s.scheduler, 1);
 }
 
+// A fiber runs the kernel once per CTA it takes part in and then parks here; the scheduler
+// resumes it (with the next CTA's thread index) by jumping back into this loop, so a fiber is
+// started through ucontext (two system calls) once per process rather than once per CTA.
 void Trampoline() {
-  State& s = S();
-  (*s.kernel)();
-  s.fibers[s.current].done = true;
-  ++s.progress;
-  _longjmp(s.scheduler, 1);  // Never returns: the fiber's stack is dead from here.
+  for (;;) {
+    State& s = S();
+    (*s.kernel)();
+    Fiber& f = s.fibers[s.current];
+    f.done = true;
+    ++s.progress;
+    if (_setjmp(f.jb) == 0) _longjmp(s.scheduler, 1);
+  }
 }
 
 void Wait(int* arrived, uint64_t* generation, int expected) {
@@ -117,7 +123,8 @@ void Launch(dim3 grid, dim3 block, const std::function<void()>& kernel) {
   s.block_dim = block;
   s.kernel = &kernel;
   s.threads = threads;
-  if (static_cast<int>(s.fibers.size()) < threads) s.fibers.resize(threads);
+  // Sized once: parked fibers keep their jmp_buf and stack in place.
+  if (s.fibers.empty()) s.fibers.resize(kMaxThreads);
   for (unsigned bz = 0; bz < grid.z; ++bz)
     for (unsigned by = 0; by < grid.y; ++by)
       for (unsigned bx = 0; bx < grid.x; ++bx) {
@@ -126,10 +133,10 @@ void Launch(dim3 grid, dim3 block, const std::function<void()>& kernel) {
         std::memset(s.warp_arrived, 0, sizeof(s.warp_arrived));
         for (int t = 0; t < threads; ++t) {
           Fiber& f = s.fibers[t];
-          if (f.stack.empty()) f.stack.resize(kStackBytes);
           f.done = false;
-          f.started = false;
           f.tid = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
+          if (f.started) continue;  // Parked in Trampoline: resumed below.
+          if (f.stack.empty()) f.stack.resize(kStackBytes);
           getcontext(&f.ctx);
           f.ctx.uc_stack.ss_sp = f.stack.data();
           f.ctx.uc_stack.ss_size = f.stack.size();
