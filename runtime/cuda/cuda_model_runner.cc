@@ -246,9 +246,14 @@ absl::Status CudaModelRunner::Impl::Init(const ModelConfig& config,
                               "(Gemma 4 12B) and 16/2, 32/4 (gemma4-tiny)"));
     }
   }
-  TESSERA_RETURN_IF_ERROR(cu::SetDevice(options.device));
+  // QueryDevices visits every device (making each current in turn), so ours is set after it.
   auto devices = cu::QueryDevices();
   if (!devices.ok()) return devices.status();
+  if (options.device < 0 || options.device >= static_cast<int>(devices->size())) {
+    return bad(absl::StrCat("CUDA runner: device ", options.device, " does not exist; ",
+                            devices->size(), " visible"));
+  }
+  TESSERA_RETURN_IF_ERROR(cu::SetDevice(options.device));
   for (const cu::GpuInfo& g : *devices) {
     if (g.ordinal == options.device) {
       device_name_ = g.name;
