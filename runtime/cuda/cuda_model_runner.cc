@@ -135,6 +135,7 @@ class CudaModelRunner::Impl {
   DeviceBuffer meta_dev_, penalties_dev_, out_dev_;
   cu::PinnedBuffer meta_host_, penalties_host_, out_host_;
   Mirror<int32_t> ids_, positions_, row_start_, start_pos_, bidi_begin_, bidi_end_;
+  Mirror<int32_t> gather_;  // Step rows whose logits are computed, for the gather.
   std::vector<Mirror<int64_t>> slots_;
   std::vector<Mirror<int32_t>> tables_;
   Mirror<cu::SampleRowParams> sample_rows_;
@@ -519,7 +520,7 @@ absl::Status CudaModelRunner::Impl::AllocateRuntime() {
   };
   const int64_t o_ids = carve(T, 4), o_pos = carve(T, 4), o_rs = carve(S + 1, 4),
                 o_sp = carve(S, 4), o_bb = carve(T, 4), o_be = carve(T, 4),
-                o_srp = carve(S, sizeof(cu::SampleRowParams));
+                o_srp = carve(S, sizeof(cu::SampleRowParams)), o_ga = carve(R, 4);
   std::vector<int64_t> o_slots, o_tables;
   for (int64_t g = 0; g < G; ++g) {
     o_slots.push_back(carve(T, 8));
@@ -542,6 +543,7 @@ absl::Status CudaModelRunner::Impl::AllocateRuntime() {
   mirror(&bidi_begin_, o_bb, T);
   mirror(&bidi_end_, o_be, T);
   mirror(&sample_rows_, o_srp, S);
+  mirror(&gather_, o_ga, R);
   slots_.resize(G);
   tables_.resize(G);
   for (int64_t g = 0; g < G; ++g) {
@@ -867,10 +869,21 @@ absl::Status CudaModelRunner::Impl::EnqueueLogits(const std::vector<int32_t>& ro
   cudaStream_t s = stream_->get();
   const Bf16* in = x_.as<Bf16>();
   if (!rows.empty()) {
-    for (int32_t i = 0; i < count; ++i) {
-      TESSERA_RETURN_IF_ERROR(cu::CopyDeviceAsync(gathered_.as<Bf16>() + i * H,
-                                                  x_.as<Bf16>() + int64_t{rows[i]} * H, H * 2, s));
-    }
+    // The embedding gather with scale 1 is a row gather (bf16 * 1 is exact). The pinned indices
+    // are not rewritten before the stream is synchronised (every caller syncs before the next).
+    std::copy_n(rows.begin(), count, gather_.host);
+    TESSERA_RETURN_IF_ERROR(
+        cu::CopyToDeviceAsync(gather_.device, gather_.host, int64_t{count} * 4, s));
+    cu::EmbedParams e;
+    e.ids = gather_.device;
+    e.table = x_.as<Bf16>();
+    e.vocab = options_.max_step_tokens;
+    e.hidden = static_cast<int32_t>(H);
+    e.out = gathered_.as<Bf16>();
+    e.out_row_stride = H;
+    e.rows = count;
+    e.scale = 1.0f;
+    TESSERA_RETURN_IF_ERROR(cu::LaunchEmbedTokens(e, s));
     in = gathered_.as<Bf16>();
   }
   cu::GemmParams g;
