@@ -170,6 +170,11 @@ class CudaModelRunner::Impl {
     std::vector<int32_t> splits;      // Decode splits per group.
   };
 
+  int32_t LayOutRows(const BatchPlan& plan, int32_t S_run, int32_t width,
+                     std::vector<int64_t>* seq_row0);
+  int64_t BuildPenaltyEntries(const BatchPlan& plan, std::vector<int32_t>* gpu_sample_seqs,
+                              std::vector<bool>* cpu_sample, std::vector<int32_t>* pen_begin,
+                              std::vector<int32_t>* pen_end);
   absl::Status UploadMeta(int32_t rows, int32_t seqs, int32_t table_width, int64_t penalties);
   absl::Status EnqueueForward(const StepShape& shape, const BatchPlan* plan,
                               const std::vector<int64_t>& seq_row0);
@@ -1138,146 +1143,16 @@ absl::Status CudaModelRunner::Impl::EnqueueForward(const StepShape& shape, const
   return absl::OkStatus();
 }
 
-absl::Status CudaModelRunner::Impl::Execute(const BatchPlan& plan, StepOutput* out) {
-  if (out == nullptr) return absl::InvalidArgumentError("Execute: null output");
-  TESSERA_RETURN_IF_ERROR(ValidatePlan(plan));
-  // The engine calls from its own thread, whose current device is not necessarily ours.
-  TESSERA_RETURN_IF_ERROR(cu::SetDevice(options_.device));
-  out->seqs.clear();
-  out->seqs.resize(plan.seqs.size());
-  if (plan.seqs.empty()) return absl::OkStatus();
-  const TextConfig& tc = config_.text;
-  const int32_t V = tc.vocab_size;
+// Writes the pinned metadata of the step's rows (ids, positions, spans, slots, row starts, block
+// tables of `width` entries) for the plan's sequences and, past them, the padding sequences of a
+// graph step (one row at position 0 reading the zeroed spare block, writing nothing). Returns the
+// number of rows; seq_row0 gets each sequence's first row.
+int32_t CudaModelRunner::Impl::LayOutRows(const BatchPlan& plan, int32_t S_run, int32_t width,
+                                          std::vector<int64_t>* seq_row0_out) {
+  std::vector<int64_t>& seq_row0 = *seq_row0_out;
+  seq_row0.assign(S_run, 0);
   const int32_t S = static_cast<int32_t>(plan.seqs.size());
   const int32_t G = static_cast<int32_t>(spec_.groups.size());
-
-  // Step shape.
-  StepShape shape;
-  shape.seqs = S;
-  bool decode = true, bidi = false, any_logits_rows = false;
-  int32_t max_rows = 1, max_table = 1, max_kv = 1;
-  for (const SequencePlan& sp : plan.seqs) {
-    const int32_t n = static_cast<int32_t>(sp.token_ids.size());
-    decode = decode && n == 1 && sp.media.empty();
-    bidi = bidi || !sp.bidirectional.empty();
-    any_logits_rows = any_logits_rows || !sp.logits_rows.empty();
-    max_rows = std::max(max_rows, n);
-    max_kv = std::max(max_kv, sp.start_pos + n);
-    for (const auto& t : sp.block_tables) {
-      max_table = std::max(max_table, static_cast<int32_t>(t.size()));
-    }
-  }
-  max_table = std::min<int32_t>(max_table, static_cast<int32_t>(max_table_));
-
-  // Which rows sample on the GPU, and which need their logits on the host (requested rows, and
-  // rows whose sampling the GPU sampler does not cover: top_logprobs).
-  std::vector<int32_t> gpu_sample_seqs;
-  std::vector<bool> cpu_sample(S, false);
-  int64_t penalty_count = 0;
-  for (int32_t si = 0; si < S; ++si) {
-    const SequencePlan& sp = plan.seqs[si];
-    if (!sp.sample) continue;
-    if (sp.sampling.top_logprobs > 0) {
-      cpu_sample[si] = true;
-      continue;
-    }
-    gpu_sample_seqs.push_back(si);
-  }
-  // Penalty entries of the GPU-sampled rows.
-  std::vector<int32_t> pen_begin(S, 0), pen_end(S, 0);
-  {
-    cu::PenaltyEntry* entries = penalties_host_.as<cu::PenaltyEntry>();
-    if (penalty_slot_.size() != static_cast<size_t>(V)) {
-      penalty_slot_.assign(V, 0);
-      penalty_stamp_.assign(V, 0);
-    }
-    for (int32_t si : gpu_sample_seqs) {
-      const SequencePlan& sp = plan.seqs[si];
-      const SamplingParams& p = sp.sampling;
-      const SamplingContext& c = sp.sampling_context;
-      if (++stamp_ == 0) {  // Wrapped: forget every old stamp.
-        std::fill(penalty_stamp_.begin(), penalty_stamp_.end(), 0);
-        stamp_ = 1;
-      }
-      const int64_t begin = penalty_count;
-      // The entry of `tok` for this sequence, made on first sight; null when the buffer is full.
-      auto entry = [&](int32_t tok) -> cu::PenaltyEntry* {
-        if (penalty_stamp_[tok] != stamp_) {
-          if (penalty_count >= kMaxPenaltyEntries) return nullptr;
-          penalty_stamp_[tok] = stamp_;
-          penalty_slot_[tok] = static_cast<int32_t>(penalty_count);
-          entries[penalty_count] = cu::PenaltyEntry{tok, 0, 0, 0};
-          ++penalty_count;
-        }
-        return &entries[penalty_slot_[tok]];
-      };
-      bool overflow = false;
-      auto add = [&](int32_t tok, bool output) {
-        if (overflow || tok < 0 || tok >= V) return;
-        cu::PenaltyEntry* e = entry(tok);
-        if (e == nullptr) {
-          overflow = true;
-          return;
-        }
-        e->in_context = 1;
-        if (output) ++e->output_count;
-      };
-      if (p.repetition_penalty != 1.0f && c.prompt_tokens != nullptr) {
-        for (int32_t t : *c.prompt_tokens) add(t, false);
-      }
-      if ((p.repetition_penalty != 1.0f || p.frequency_penalty != 0.0f ||
-           p.presence_penalty != 0.0f) &&
-          c.output_tokens != nullptr) {
-        for (int32_t t : *c.output_tokens) add(t, true);
-      }
-      for (int32_t t : c.banned_tokens) {
-        if (overflow) break;
-        if (t < 0 || t >= V) continue;
-        cu::PenaltyEntry* e = entry(t);
-        if (e == nullptr) {
-          overflow = true;
-          continue;
-        }
-        e->banned = 1;
-      }
-      if (overflow) {
-        // Too many distinct context tokens this step: this row samples on the CPU.
-        penalty_count = begin;
-        cpu_sample[si] = true;
-        continue;
-      }
-      pen_begin[si] = static_cast<int32_t>(begin);
-      pen_end[si] = static_cast<int32_t>(penalty_count);
-    }
-    gpu_sample_seqs.erase(std::remove_if(gpu_sample_seqs.begin(), gpu_sample_seqs.end(),
-                                         [&](int32_t si) { return cpu_sample[si]; }),
-                          gpu_sample_seqs.end());
-  }
-  const bool any_cpu_sample =
-      std::any_of(cpu_sample.begin(), cpu_sample.end(), [](bool b) { return b; });
-
-  const bool graph_ok = options_.cuda_graphs && cu::GraphsSupported() && decode && !bidi &&
-                        !any_logits_rows && !any_cpu_sample &&
-                        static_cast<int32_t>(gpu_sample_seqs.size()) == S &&
-                        S <= options_.max_graph_batch;
-  int32_t padded = S, width = max_table;
-  if (graph_ok) {
-    for (int32_t b : kGraphBatches) {
-      if (b >= S) {
-        padded = b;
-        break;
-      }
-    }
-    if (padded < S || padded > options_.max_step_seqs) padded = S;
-    width = 16;
-    while (width < max_table) width *= 2;
-    width = std::min<int32_t>(width, static_cast<int32_t>(max_table_));
-    max_kv = width * options_.block_size;
-  }
-  const int32_t S_run = graph_ok ? padded : S;
-
-  // Host metadata.
-  std::vector<int64_t> seq_row0(S_run, 0);
   int32_t row = 0;
   for (int32_t si = 0; si < S_run; ++si) {
     seq_row0[si] = row;
@@ -1335,6 +1210,166 @@ absl::Status CudaModelRunner::Impl::Execute(const BatchPlan& plan, StepOutput* o
     row += n;
   }
   row_start_.host[S_run] = row;
+  return row;
+}
+
+// Writes the penalty entries (distinct context tokens, bans) of every sequence in
+// `gpu_sample_seqs` into the pinned staging buffer, with each sequence's [begin, end); a sequence
+// whose entries do not fit moves to `cpu_sample`. Returns the number of entries.
+int64_t CudaModelRunner::Impl::BuildPenaltyEntries(const BatchPlan& plan,
+                                                  std::vector<int32_t>* gpu_sample_seqs_out,
+                                                  std::vector<bool>* cpu_sample_out,
+                                                  std::vector<int32_t>* pen_begin_out,
+                                                  std::vector<int32_t>* pen_end_out) {
+  std::vector<int32_t>& gpu_sample_seqs = *gpu_sample_seqs_out;
+  std::vector<bool>& cpu_sample = *cpu_sample_out;
+  std::vector<int32_t>& pen_begin = *pen_begin_out;
+  std::vector<int32_t>& pen_end = *pen_end_out;
+  const int32_t V = config_.text.vocab_size;
+  int64_t penalty_count = 0;
+  cu::PenaltyEntry* entries = penalties_host_.as<cu::PenaltyEntry>();
+  if (penalty_slot_.size() != static_cast<size_t>(V)) {
+    penalty_slot_.assign(V, 0);
+    penalty_stamp_.assign(V, 0);
+  }
+  for (int32_t si : gpu_sample_seqs) {
+    const SequencePlan& sp = plan.seqs[si];
+    const SamplingParams& p = sp.sampling;
+    const SamplingContext& c = sp.sampling_context;
+    if (++stamp_ == 0) {  // Wrapped: forget every old stamp.
+      std::fill(penalty_stamp_.begin(), penalty_stamp_.end(), 0);
+      stamp_ = 1;
+    }
+    const int64_t begin = penalty_count;
+    // The entry of `tok` for this sequence, made on first sight; null when the buffer is full.
+    auto entry = [&](int32_t tok) -> cu::PenaltyEntry* {
+      if (penalty_stamp_[tok] != stamp_) {
+        if (penalty_count >= kMaxPenaltyEntries) return nullptr;
+        penalty_stamp_[tok] = stamp_;
+        penalty_slot_[tok] = static_cast<int32_t>(penalty_count);
+        entries[penalty_count] = cu::PenaltyEntry{tok, 0, 0, 0};
+        ++penalty_count;
+      }
+      return &entries[penalty_slot_[tok]];
+    };
+    bool overflow = false;
+    auto add = [&](int32_t tok, bool output) {
+      if (overflow || tok < 0 || tok >= V) return;
+      cu::PenaltyEntry* e = entry(tok);
+      if (e == nullptr) {
+        overflow = true;
+        return;
+      }
+      e->in_context = 1;
+      if (output) ++e->output_count;
+    };
+    if (p.repetition_penalty != 1.0f && c.prompt_tokens != nullptr) {
+      for (int32_t t : *c.prompt_tokens) add(t, false);
+    }
+    if ((p.repetition_penalty != 1.0f || p.frequency_penalty != 0.0f ||
+         p.presence_penalty != 0.0f) &&
+        c.output_tokens != nullptr) {
+      for (int32_t t : *c.output_tokens) add(t, true);
+    }
+    for (int32_t t : c.banned_tokens) {
+      if (overflow) break;
+      if (t < 0 || t >= V) continue;
+      cu::PenaltyEntry* e = entry(t);
+      if (e == nullptr) {
+        overflow = true;
+        continue;
+      }
+      e->banned = 1;
+    }
+    if (overflow) {
+      // Too many distinct context tokens this step: this row samples on the CPU.
+      penalty_count = begin;
+      cpu_sample[si] = true;
+      continue;
+    }
+    pen_begin[si] = static_cast<int32_t>(begin);
+    pen_end[si] = static_cast<int32_t>(penalty_count);
+  }
+  gpu_sample_seqs.erase(std::remove_if(gpu_sample_seqs.begin(), gpu_sample_seqs.end(),
+                                       [&](int32_t si) { return cpu_sample[si]; }),
+                        gpu_sample_seqs.end());
+  return penalty_count;
+}
+
+absl::Status CudaModelRunner::Impl::Execute(const BatchPlan& plan, StepOutput* out) {
+  if (out == nullptr) return absl::InvalidArgumentError("Execute: null output");
+  TESSERA_RETURN_IF_ERROR(ValidatePlan(plan));
+  // The engine calls from its own thread, whose current device is not necessarily ours.
+  TESSERA_RETURN_IF_ERROR(cu::SetDevice(options_.device));
+  out->seqs.clear();
+  out->seqs.resize(plan.seqs.size());
+  if (plan.seqs.empty()) return absl::OkStatus();
+  const TextConfig& tc = config_.text;
+  const int32_t V = tc.vocab_size;
+  const int32_t S = static_cast<int32_t>(plan.seqs.size());
+  const int32_t G = static_cast<int32_t>(spec_.groups.size());
+
+  // Step shape.
+  StepShape shape;
+  shape.seqs = S;
+  bool decode = true, bidi = false, any_logits_rows = false;
+  int32_t max_rows = 1, max_table = 1, max_kv = 1;
+  for (const SequencePlan& sp : plan.seqs) {
+    const int32_t n = static_cast<int32_t>(sp.token_ids.size());
+    decode = decode && n == 1 && sp.media.empty();
+    bidi = bidi || !sp.bidirectional.empty();
+    any_logits_rows = any_logits_rows || !sp.logits_rows.empty();
+    max_rows = std::max(max_rows, n);
+    max_kv = std::max(max_kv, sp.start_pos + n);
+    for (const auto& t : sp.block_tables) {
+      max_table = std::max(max_table, static_cast<int32_t>(t.size()));
+    }
+  }
+  max_table = std::min<int32_t>(max_table, static_cast<int32_t>(max_table_));
+
+  // Which rows sample on the GPU, and which need their logits on the host (requested rows, and
+  // rows whose sampling the GPU sampler does not cover: top_logprobs).
+  std::vector<int32_t> gpu_sample_seqs;
+  std::vector<bool> cpu_sample(S, false);
+  for (int32_t si = 0; si < S; ++si) {
+    const SequencePlan& sp = plan.seqs[si];
+    if (!sp.sample) continue;
+    if (sp.sampling.top_logprobs > 0) {
+      cpu_sample[si] = true;
+      continue;
+    }
+    gpu_sample_seqs.push_back(si);
+  }
+  // Penalty entries of the GPU-sampled rows (a row that overflows the buffer samples on the CPU).
+  std::vector<int32_t> pen_begin(S, 0), pen_end(S, 0);
+  const int64_t penalty_count =
+      BuildPenaltyEntries(plan, &gpu_sample_seqs, &cpu_sample, &pen_begin, &pen_end);
+  const bool any_cpu_sample =
+      std::any_of(cpu_sample.begin(), cpu_sample.end(), [](bool b) { return b; });
+
+  const bool graph_ok = options_.cuda_graphs && cu::GraphsSupported() && decode && !bidi &&
+                        !any_logits_rows && !any_cpu_sample &&
+                        static_cast<int32_t>(gpu_sample_seqs.size()) == S &&
+                        S <= options_.max_graph_batch;
+  int32_t padded = S, width = max_table;
+  if (graph_ok) {
+    for (int32_t b : kGraphBatches) {
+      if (b >= S) {
+        padded = b;
+        break;
+      }
+    }
+    if (padded < S || padded > options_.max_step_seqs) padded = S;
+    width = 16;
+    while (width < max_table) width *= 2;
+    width = std::min<int32_t>(width, static_cast<int32_t>(max_table_));
+    max_kv = width * options_.block_size;
+  }
+  const int32_t S_run = graph_ok ? padded : S;
+
+  // Host metadata.
+  std::vector<int64_t> seq_row0;
+  const int32_t row = LayOutRows(plan, S_run, width, &seq_row0);
   shape.rows = row;
   shape.seqs = S_run;
   shape.table_width = width;
