@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "runtime/status_macros.h"
 
 namespace tessera::runtime {
 namespace {
@@ -73,12 +74,6 @@ class Reader {
   std::string path_;
 };
 
-#define RETURN_IF_ERROR(expr)  \
-  do {                         \
-    absl::Status _st = (expr); \
-    if (!_st.ok()) return _st; \
-  } while (0)
-
 absl::Status ParseRope(const json& rope_parameters, const std::string& type_key, int32_t head_dim,
                        LayerConfig* layer) {
   const std::string path = "text_config.rope_parameters." + type_key;
@@ -86,14 +81,14 @@ absl::Status ParseRope(const json& rope_parameters, const std::string& type_key,
     return absl::InvalidArgumentError("config.json: missing field " + path);
   }
   Reader r(rope_parameters[type_key], path);
-  RETURN_IF_ERROR(r.Float("rope_theta", &layer->rope_theta));
+  TESSERA_RETURN_IF_ERROR(r.Float("rope_theta", &layer->rope_theta));
   std::string rope_type = "default";
-  RETURN_IF_ERROR(r.String("rope_type", &rope_type, /*required=*/false));
+  TESSERA_RETURN_IF_ERROR(r.String("rope_type", &rope_type, /*required=*/false));
   if (rope_type == "default") {
     layer->rope_pairs = head_dim / 2;
   } else if (rope_type == "proportional") {
     float factor = 1.0f;
-    RETURN_IF_ERROR(r.Float("partial_rotary_factor", &factor, /*required=*/false));
+    TESSERA_RETURN_IF_ERROR(r.Float("partial_rotary_factor", &factor, /*required=*/false));
     if (!(factor > 0.0f && factor <= 1.0f)) {
       return absl::InvalidArgumentError("config.json: " + path +
                                         ".partial_rotary_factor must be in (0, 1]");
@@ -129,7 +124,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
   }
   ModelConfig c;
   Reader top(root, "");
-  RETURN_IF_ERROR(top.String("model_type", &c.model_type));
+  TESSERA_RETURN_IF_ERROR(top.String("model_type", &c.model_type));
   if (c.model_type != "gemma4_unified") {
     return absl::InvalidArgumentError("config.json: model_type '" + c.model_type +
                                       "' is not supported (expected gemma4_unified)");
@@ -145,17 +140,18 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
                                         "' is not supported (expected Gemma4Unified*)");
     }
   }
-  RETURN_IF_ERROR(top.String("dtype", &c.dtype, /*required=*/false));
-  if (c.dtype.empty()) RETURN_IF_ERROR(top.String("torch_dtype", &c.dtype, /*required=*/false));
-  RETURN_IF_ERROR(top.Int("image_token_id", &c.image_token_id, false));
-  RETURN_IF_ERROR(top.Int("boi_token_id", &c.boi_token_id, false));
-  RETURN_IF_ERROR(top.Int("eoi_token_id", &c.eoi_token_id, false));
-  RETURN_IF_ERROR(top.Int("audio_token_id", &c.audio_token_id, false));
-  RETURN_IF_ERROR(top.Int("boa_token_id", &c.boa_token_id, false));
+  TESSERA_RETURN_IF_ERROR(top.String("dtype", &c.dtype, /*required=*/false));
+  if (c.dtype.empty())
+    TESSERA_RETURN_IF_ERROR(top.String("torch_dtype", &c.dtype, /*required=*/false));
+  TESSERA_RETURN_IF_ERROR(top.Int("image_token_id", &c.image_token_id, false));
+  TESSERA_RETURN_IF_ERROR(top.Int("boi_token_id", &c.boi_token_id, false));
+  TESSERA_RETURN_IF_ERROR(top.Int("eoi_token_id", &c.eoi_token_id, false));
+  TESSERA_RETURN_IF_ERROR(top.Int("audio_token_id", &c.audio_token_id, false));
+  TESSERA_RETURN_IF_ERROR(top.Int("boa_token_id", &c.boa_token_id, false));
   // transformers spells it eoa_token_index in this family; accept either.
-  RETURN_IF_ERROR(top.Int("eoa_token_id", &c.eoa_token_id, false));
-  RETURN_IF_ERROR(top.Int("eoa_token_index", &c.eoa_token_id, false));
-  RETURN_IF_ERROR(top.Int("video_token_id", &c.video_token_id, false));
+  TESSERA_RETURN_IF_ERROR(top.Int("eoa_token_id", &c.eoa_token_id, false));
+  TESSERA_RETURN_IF_ERROR(top.Int("eoa_token_index", &c.eoa_token_id, false));
+  TESSERA_RETURN_IF_ERROR(top.Int("video_token_id", &c.video_token_id, false));
 
   if (!top.Has("text_config") || !root["text_config"].is_object()) {
     return absl::InvalidArgumentError("config.json: missing field text_config");
@@ -163,48 +159,48 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
   const json& tj = root["text_config"];
   Reader t(tj, "text_config");
   TextConfig& x = c.text;
-  RETURN_IF_ERROR(t.Int("vocab_size", &x.vocab_size, true, 1));
-  RETURN_IF_ERROR(t.Int("hidden_size", &x.hidden_size, true, 1));
-  RETURN_IF_ERROR(t.Int("intermediate_size", &x.intermediate_size, true, 1));
-  RETURN_IF_ERROR(t.Int("num_hidden_layers", &x.num_layers, true, 1));
-  RETURN_IF_ERROR(t.Int("num_attention_heads", &x.num_heads, true, 1));
+  TESSERA_RETURN_IF_ERROR(t.Int("vocab_size", &x.vocab_size, true, 1));
+  TESSERA_RETURN_IF_ERROR(t.Int("hidden_size", &x.hidden_size, true, 1));
+  TESSERA_RETURN_IF_ERROR(t.Int("intermediate_size", &x.intermediate_size, true, 1));
+  TESSERA_RETURN_IF_ERROR(t.Int("num_hidden_layers", &x.num_layers, true, 1));
+  TESSERA_RETURN_IF_ERROR(t.Int("num_attention_heads", &x.num_heads, true, 1));
   int32_t head_dim = 0, kv_heads = 0;
-  RETURN_IF_ERROR(t.Int("head_dim", &head_dim, true, 2));
-  RETURN_IF_ERROR(t.Int("num_key_value_heads", &kv_heads, true, 1));
+  TESSERA_RETURN_IF_ERROR(t.Int("head_dim", &head_dim, true, 2));
+  TESSERA_RETURN_IF_ERROR(t.Int("num_key_value_heads", &kv_heads, true, 1));
   int32_t global_head_dim = head_dim, global_kv_heads = kv_heads;
-  RETURN_IF_ERROR(t.Int("global_head_dim", &global_head_dim, false, 2));
-  RETURN_IF_ERROR(t.Int("num_global_key_value_heads", &global_kv_heads, false, 1));
-  RETURN_IF_ERROR(t.Float("rms_norm_eps", &x.rms_norm_eps, false));
-  RETURN_IF_ERROR(t.Float("final_logit_softcapping", &x.final_logit_softcapping, false));
-  RETURN_IF_ERROR(t.Int("sliding_window", &x.sliding_window, true, 1));
-  RETURN_IF_ERROR(t.Int("max_position_embeddings", &x.max_position_embeddings, false));
-  RETURN_IF_ERROR(t.Bool("tie_word_embeddings", &x.tie_word_embeddings));
-  RETURN_IF_ERROR(top.Bool("tie_word_embeddings", &x.tie_word_embeddings));
+  TESSERA_RETURN_IF_ERROR(t.Int("global_head_dim", &global_head_dim, false, 2));
+  TESSERA_RETURN_IF_ERROR(t.Int("num_global_key_value_heads", &global_kv_heads, false, 1));
+  TESSERA_RETURN_IF_ERROR(t.Float("rms_norm_eps", &x.rms_norm_eps, false));
+  TESSERA_RETURN_IF_ERROR(t.Float("final_logit_softcapping", &x.final_logit_softcapping, false));
+  TESSERA_RETURN_IF_ERROR(t.Int("sliding_window", &x.sliding_window, true, 1));
+  TESSERA_RETURN_IF_ERROR(t.Int("max_position_embeddings", &x.max_position_embeddings, false));
+  TESSERA_RETURN_IF_ERROR(t.Bool("tie_word_embeddings", &x.tie_word_embeddings));
+  TESSERA_RETURN_IF_ERROR(top.Bool("tie_word_embeddings", &x.tie_word_embeddings));
   if (!x.tie_word_embeddings) {
     return absl::InvalidArgumentError(
         "config.json: tie_word_embeddings=false is not supported (Gemma 4 ties the output head)");
   }
   x.hidden_activation = "gelu_pytorch_tanh";
-  RETURN_IF_ERROR(t.String("hidden_activation", &x.hidden_activation, false));
+  TESSERA_RETURN_IF_ERROR(t.String("hidden_activation", &x.hidden_activation, false));
   if (x.hidden_activation != "gelu_pytorch_tanh") {
     return absl::InvalidArgumentError("config.json: text_config.hidden_activation '" +
                                       x.hidden_activation +
                                       "' is not supported (gelu_pytorch_tanh)");
   }
   bool double_wide = false;
-  RETURN_IF_ERROR(t.Bool("use_double_wide_mlp", &double_wide));
+  TESSERA_RETURN_IF_ERROR(t.Bool("use_double_wide_mlp", &double_wide));
   if (double_wide) {
     return absl::InvalidArgumentError(
         "config.json: text_config.use_double_wide_mlp=true is not supported");
   }
   int32_t shared_kv = 0;
-  RETURN_IF_ERROR(t.Int("num_kv_shared_layers", &shared_kv, false));
+  TESSERA_RETURN_IF_ERROR(t.Int("num_kv_shared_layers", &shared_kv, false));
   if (shared_kv != 0) {
     return absl::InvalidArgumentError(
         "config.json: text_config.num_kv_shared_layers != 0 is not supported");
   }
-  RETURN_IF_ERROR(t.Int("pad_token_id", &x.pad_token_id, false));
-  RETURN_IF_ERROR(t.Int("bos_token_id", &x.bos_token_id, false));
+  TESSERA_RETURN_IF_ERROR(t.Int("pad_token_id", &x.pad_token_id, false));
+  TESSERA_RETURN_IF_ERROR(t.Int("bos_token_id", &x.bos_token_id, false));
   if (t.Has("eos_token_id")) {
     const json& e = tj["eos_token_id"];
     if (e.is_number_integer()) {
@@ -221,7 +217,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
     }
   }
   bool k_eq_v = false;
-  RETURN_IF_ERROR(t.Bool("attention_k_eq_v", &k_eq_v));
+  TESSERA_RETURN_IF_ERROR(t.Bool("attention_k_eq_v", &k_eq_v));
 
   if (!t.Has("layer_types") || !tj["layer_types"].is_array()) {
     return absl::InvalidArgumentError("config.json: missing field text_config.layer_types");
@@ -272,10 +268,10 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
                                           " must be an object");
       }
       Reader pr(o, "text_config.per_layer_config." + key);
-      RETURN_IF_ERROR(pr.Int("head_dim", &l.head_dim, false, 2));
-      RETURN_IF_ERROR(pr.Int("num_key_value_heads", &l.num_kv_heads, false, 1));
-      RETURN_IF_ERROR(pr.Int("global_head_dim", &l.head_dim, false, 2));
-      RETURN_IF_ERROR(pr.Int("num_global_key_value_heads", &l.num_kv_heads, false, 1));
+      TESSERA_RETURN_IF_ERROR(pr.Int("head_dim", &l.head_dim, false, 2));
+      TESSERA_RETURN_IF_ERROR(pr.Int("num_key_value_heads", &l.num_kv_heads, false, 1));
+      TESSERA_RETURN_IF_ERROR(pr.Int("global_head_dim", &l.head_dim, false, 2));
+      TESSERA_RETURN_IF_ERROR(pr.Int("num_global_key_value_heads", &l.num_kv_heads, false, 1));
     }
     if (l.head_dim % 2 != 0) {
       return absl::InvalidArgumentError(
@@ -286,7 +282,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
           absl::StrCat("config.json: layer ", i, ": num_attention_heads ", x.num_heads,
                        " is not a multiple of its ", l.num_kv_heads, " KV heads"));
     }
-    RETURN_IF_ERROR(ParseRope(rope, type, l.head_dim, &l));
+    TESSERA_RETURN_IF_ERROR(ParseRope(rope, type, l.head_dim, &l));
     x.layers.push_back(l);
   }
   // Every layer of one type must share one KV shape: each type is one KV group with one pool.
@@ -310,10 +306,10 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
       return absl::InvalidArgumentError("config.json: vision_config must be an object");
     Reader v(vj, "vision_config");
     c.vision.present = true;
-    RETURN_IF_ERROR(v.Int("mm_embed_dim", &c.vision.mm_embed_dim, true, 1));
-    RETURN_IF_ERROR(v.Int("mm_posemb_size", &c.vision.mm_posemb_size, true, 1));
-    RETURN_IF_ERROR(v.Float("rms_norm_eps", &c.vision.rms_norm_eps, false));
-    RETURN_IF_ERROR(v.Float("layer_norm_eps", &c.vision.layer_norm_eps, false));
+    TESSERA_RETURN_IF_ERROR(v.Int("mm_embed_dim", &c.vision.mm_embed_dim, true, 1));
+    TESSERA_RETURN_IF_ERROR(v.Int("mm_posemb_size", &c.vision.mm_posemb_size, true, 1));
+    TESSERA_RETURN_IF_ERROR(v.Float("rms_norm_eps", &c.vision.rms_norm_eps, false));
+    TESSERA_RETURN_IF_ERROR(v.Float("layer_norm_eps", &c.vision.layer_norm_eps, false));
   }
   if (top.Has("audio_config")) {
     const json& aj = root["audio_config"];
@@ -321,8 +317,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
       return absl::InvalidArgumentError("config.json: audio_config must be an object");
     Reader a(aj, "audio_config");
     c.audio.present = true;
-    RETURN_IF_ERROR(a.Int("audio_embed_dim", &c.audio.audio_embed_dim, false, 1));
-    RETURN_IF_ERROR(a.Float("rms_norm_eps", &c.audio.rms_norm_eps, false));
+    TESSERA_RETURN_IF_ERROR(a.Int("audio_embed_dim", &c.audio.audio_embed_dim, false, 1));
+    TESSERA_RETURN_IF_ERROR(a.Float("rms_norm_eps", &c.audio.rms_norm_eps, false));
   }
   return c;
 }

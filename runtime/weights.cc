@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/status_macros.h"
 
 namespace tessera::runtime {
 namespace {
@@ -68,12 +69,6 @@ class Binder {
   ModelWeights* w_;
 };
 
-#define RETURN_IF_ERROR(expr)  \
-  do {                         \
-    absl::Status _st = (expr); \
-    if (!_st.ok()) return _st; \
-  } while (0)
-
 }  // namespace
 
 void WeightMatrix::RowToFloat(int64_t r, float* out) const {
@@ -96,35 +91,40 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> BindWeights(const ModelConfig& con
   const TextConfig& t = config.text;
   const int64_t H = t.hidden_size;
   const std::string lm = "model.language_model.";
-  RETURN_IF_ERROR(b.Matrix(lm + "embed_tokens.weight", t.vocab_size, H, &w->embed_tokens));
+  TESSERA_RETURN_IF_ERROR(b.Matrix(lm + "embed_tokens.weight", t.vocab_size, H, &w->embed_tokens));
   w->bf16_constants = config.dtype.empty() ? w->embed_tokens.type == WeightMatrix::Type::kBF16
                                            : config.dtype == "bfloat16";
   const float scale = std::sqrt(static_cast<float>(H));
   w->embed_scale = w->bf16_constants ? Bf16ToFloat(FloatToBf16(scale)) : scale;
-  RETURN_IF_ERROR(b.Vector(lm + "norm.weight", {H}, &w->final_norm));
+  TESSERA_RETURN_IF_ERROR(b.Vector(lm + "norm.weight", {H}, &w->final_norm));
   for (int32_t i = 0; i < t.num_layers; ++i) {
     const LayerConfig& lc = t.layers[i];
     const std::string p = absl::StrCat(lm, "layers.", i, ".");
     LayerWeights lw;
     const int64_t qd = static_cast<int64_t>(t.num_heads) * lc.head_dim;
     const int64_t kd = static_cast<int64_t>(lc.num_kv_heads) * lc.head_dim;
-    RETURN_IF_ERROR(b.Matrix(p + "self_attn.q_proj.weight", qd, H, &lw.q_proj));
-    RETURN_IF_ERROR(b.Matrix(p + "self_attn.k_proj.weight", kd, H, &lw.k_proj));
-    if (!lc.k_eq_v) RETURN_IF_ERROR(b.Matrix(p + "self_attn.v_proj.weight", kd, H, &lw.v_proj));
-    RETURN_IF_ERROR(b.Matrix(p + "self_attn.o_proj.weight", H, qd, &lw.o_proj));
-    RETURN_IF_ERROR(b.Vector(p + "self_attn.q_norm.weight", {lc.head_dim}, &lw.q_norm));
-    RETURN_IF_ERROR(b.Vector(p + "self_attn.k_norm.weight", {lc.head_dim}, &lw.k_norm));
-    RETURN_IF_ERROR(b.Matrix(p + "mlp.gate_proj.weight", t.intermediate_size, H, &lw.gate_proj));
-    RETURN_IF_ERROR(b.Matrix(p + "mlp.up_proj.weight", t.intermediate_size, H, &lw.up_proj));
-    RETURN_IF_ERROR(b.Matrix(p + "mlp.down_proj.weight", H, t.intermediate_size, &lw.down_proj));
-    RETURN_IF_ERROR(b.Vector(p + "input_layernorm.weight", {H}, &lw.input_norm));
-    RETURN_IF_ERROR(b.Vector(p + "post_attention_layernorm.weight", {H}, &lw.post_attention_norm));
-    RETURN_IF_ERROR(
+    TESSERA_RETURN_IF_ERROR(b.Matrix(p + "self_attn.q_proj.weight", qd, H, &lw.q_proj));
+    TESSERA_RETURN_IF_ERROR(b.Matrix(p + "self_attn.k_proj.weight", kd, H, &lw.k_proj));
+    if (!lc.k_eq_v)
+      TESSERA_RETURN_IF_ERROR(b.Matrix(p + "self_attn.v_proj.weight", kd, H, &lw.v_proj));
+    TESSERA_RETURN_IF_ERROR(b.Matrix(p + "self_attn.o_proj.weight", H, qd, &lw.o_proj));
+    TESSERA_RETURN_IF_ERROR(b.Vector(p + "self_attn.q_norm.weight", {lc.head_dim}, &lw.q_norm));
+    TESSERA_RETURN_IF_ERROR(b.Vector(p + "self_attn.k_norm.weight", {lc.head_dim}, &lw.k_norm));
+    TESSERA_RETURN_IF_ERROR(
+        b.Matrix(p + "mlp.gate_proj.weight", t.intermediate_size, H, &lw.gate_proj));
+    TESSERA_RETURN_IF_ERROR(
+        b.Matrix(p + "mlp.up_proj.weight", t.intermediate_size, H, &lw.up_proj));
+    TESSERA_RETURN_IF_ERROR(
+        b.Matrix(p + "mlp.down_proj.weight", H, t.intermediate_size, &lw.down_proj));
+    TESSERA_RETURN_IF_ERROR(b.Vector(p + "input_layernorm.weight", {H}, &lw.input_norm));
+    TESSERA_RETURN_IF_ERROR(
+        b.Vector(p + "post_attention_layernorm.weight", {H}, &lw.post_attention_norm));
+    TESSERA_RETURN_IF_ERROR(
         b.Vector(p + "pre_feedforward_layernorm.weight", {H}, &lw.pre_feedforward_norm));
-    RETURN_IF_ERROR(
+    TESSERA_RETURN_IF_ERROR(
         b.Vector(p + "post_feedforward_layernorm.weight", {H}, &lw.post_feedforward_norm));
     std::vector<float> scalar;
-    RETURN_IF_ERROR(b.Vector(p + "layer_scalar", {1}, &scalar));
+    TESSERA_RETURN_IF_ERROR(b.Vector(p + "layer_scalar", {1}, &scalar));
     lw.layer_scalar = scalar[0];
     w->layers.push_back(std::move(lw));
   }
@@ -134,22 +134,23 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> BindWeights(const ModelConfig& con
     const std::string p = "model.vision_embedder.";
     VisionWeights& v = w->vision;
     constexpr int64_t kPatch = 48 * 48 * 3;
-    RETURN_IF_ERROR(b.Vector(p + "patch_ln1.weight", {kPatch}, &v.ln1_weight));
-    RETURN_IF_ERROR(b.Vector(p + "patch_ln1.bias", {kPatch}, &v.ln1_bias));
-    RETURN_IF_ERROR(b.Matrix(p + "patch_dense.weight", D, kPatch, &v.patch_dense));
-    RETURN_IF_ERROR(b.Vector(p + "patch_dense.bias", {D}, &v.patch_dense_bias));
-    RETURN_IF_ERROR(b.Vector(p + "patch_ln2.weight", {D}, &v.ln2_weight));
-    RETURN_IF_ERROR(b.Vector(p + "patch_ln2.bias", {D}, &v.ln2_bias));
-    RETURN_IF_ERROR(b.Vector(p + "pos_embedding", {vc.mm_posemb_size, 2, D}, &v.pos_embedding));
-    RETURN_IF_ERROR(b.Vector(p + "pos_norm.weight", {D}, &v.pos_norm_weight));
-    RETURN_IF_ERROR(b.Vector(p + "pos_norm.bias", {D}, &v.pos_norm_bias));
-    RETURN_IF_ERROR(
+    TESSERA_RETURN_IF_ERROR(b.Vector(p + "patch_ln1.weight", {kPatch}, &v.ln1_weight));
+    TESSERA_RETURN_IF_ERROR(b.Vector(p + "patch_ln1.bias", {kPatch}, &v.ln1_bias));
+    TESSERA_RETURN_IF_ERROR(b.Matrix(p + "patch_dense.weight", D, kPatch, &v.patch_dense));
+    TESSERA_RETURN_IF_ERROR(b.Vector(p + "patch_dense.bias", {D}, &v.patch_dense_bias));
+    TESSERA_RETURN_IF_ERROR(b.Vector(p + "patch_ln2.weight", {D}, &v.ln2_weight));
+    TESSERA_RETURN_IF_ERROR(b.Vector(p + "patch_ln2.bias", {D}, &v.ln2_bias));
+    TESSERA_RETURN_IF_ERROR(
+        b.Vector(p + "pos_embedding", {vc.mm_posemb_size, 2, D}, &v.pos_embedding));
+    TESSERA_RETURN_IF_ERROR(b.Vector(p + "pos_norm.weight", {D}, &v.pos_norm_weight));
+    TESSERA_RETURN_IF_ERROR(b.Vector(p + "pos_norm.bias", {D}, &v.pos_norm_bias));
+    TESSERA_RETURN_IF_ERROR(
         b.Matrix("model.embed_vision.embedding_projection.weight", H, D, &v.projection));
     w->has_vision = true;
   }
   if (config.audio.present) {
-    RETURN_IF_ERROR(b.Matrix("model.embed_audio.embedding_projection.weight", H,
-                             config.audio.audio_embed_dim, &w->audio.projection));
+    TESSERA_RETURN_IF_ERROR(b.Matrix("model.embed_audio.embedding_projection.weight", H,
+                                     config.audio.audio_embed_dim, &w->audio.projection));
     w->has_audio = true;
   }
   w->checkpoint = std::move(checkpoint);

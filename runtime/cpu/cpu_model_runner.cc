@@ -8,6 +8,7 @@
 #include "runtime/cpu/kernels.h"
 #include "runtime/cpu/media_embedder.h"
 #include "runtime/logging.h"
+#include "runtime/plan_validation.h"
 #include "runtime/safetensors.h"
 #include "runtime/sampler.h"
 
@@ -80,79 +81,6 @@ absl::StatusOr<std::unique_ptr<CpuModelRunner>> CreateCpuModelRunner(
   }
   r->pool_ = std::make_unique<cpu::ThreadPool>(options.num_threads);
   return r;
-}
-
-absl::Status CpuModelRunner::Validate(const BatchPlan& plan) const {
-  const ModelConfig& c = model_->config;
-  for (size_t si = 0; si < plan.seqs.size(); ++si) {
-    const SequencePlan& s = plan.seqs[si];
-    auto bad = [&](const std::string& what) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id, ": ", what));
-    };
-    const int64_t n = static_cast<int64_t>(s.token_ids.size());
-    if (n == 0) return bad("no new rows");
-    if (s.start_pos < 0) return bad(absl::StrCat("start_pos ", s.start_pos, " is negative"));
-    const int64_t end = s.start_pos + n;
-    if (end > std::numeric_limits<int32_t>::max()) return bad("positions overflow int32");
-    if (s.block_tables.size() != spec_.groups.size()) {
-      return bad(absl::StrCat(s.block_tables.size(), " block tables for ", spec_.groups.size(),
-                              " KV groups"));
-    }
-    for (size_t g = 0; g < spec_.groups.size(); ++g) {
-      const KvGroupSpec& gs = spec_.groups[g];
-      const auto& table = s.block_tables[g];
-      const int64_t need = (end + gs.block_size - 1) / gs.block_size;
-      if (static_cast<int64_t>(table.size()) < need) {
-        return bad(absl::StrCat("block table of group ", gs.name, " has ", table.size(),
-                                " blocks; positions [0, ", end, ") need ", need));
-      }
-      // Every block this step reads or writes must be a real block.
-      const int64_t first_read =
-          gs.window > 0 ? std::max<int64_t>(0, s.start_pos - gs.window + 1) : 0;
-      for (int64_t b = 0; b < need; ++b) {
-        const int32_t id = table[b];
-        if (id == kReleasedBlock && (b + 1) * gs.block_size <= first_read) continue;
-        if (id < 0 || id >= gs.num_blocks) {
-          return bad(
-              absl::StrCat("block table of group ", gs.name, " entry ", b, " is ", id,
-                           id == kReleasedBlock ? " (released) but still inside the window" : "",
-                           "; the pool has ", gs.num_blocks, " blocks"));
-        }
-      }
-    }
-    std::vector<bool> is_media(n, false);
-    for (const MediaRows& m : s.media) {
-      if (m.count < 1 || m.seq_row < 0 || m.seq_row + static_cast<int64_t>(m.count) > n) {
-        return bad(absl::StrCat("media rows [", m.seq_row, ", ", m.seq_row + int64_t{m.count},
-                                ") outside the ", n, " new rows"));
-      }
-      absl::Status st = cpu::ValidateMediaRows(c, *model_->weights, m.item, m.item_row, m.count);
-      if (!st.ok()) return bad(std::string(st.message()));
-      for (int32_t i = m.seq_row; i < m.seq_row + m.count; ++i) {
-        if (is_media[i]) return bad(absl::StrCat("row ", i, " is in two media entries"));
-        is_media[i] = true;
-      }
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      if (is_media[i]) continue;
-      const int32_t id = s.token_ids[i];
-      if (id < 0 || id >= c.text.vocab_size) {
-        return bad(absl::StrCat("token id ", id, " at row ", i, " is outside the vocabulary of ",
-                                c.text.vocab_size));
-      }
-    }
-    for (const BidirectionalSpan& sp : s.bidirectional) {
-      if (sp.begin >= sp.end || sp.begin < s.start_pos || sp.end > end) {
-        return bad(absl::StrCat("bidirectional span [", sp.begin, ", ", sp.end,
-                                ") is not inside the new rows [", s.start_pos, ", ", end, ")"));
-      }
-    }
-    for (int32_t r : s.logits_rows) {
-      if (r < 0 || r >= n)
-        return bad(absl::StrCat("logits row ", r, " outside the ", n, " new rows"));
-    }
-  }
-  return absl::OkStatus();
 }
 
 void CpuModelRunner::RunLayer(int32_t l) {
@@ -281,7 +209,8 @@ void CpuModelRunner::RunLayer(int32_t l) {
 
 absl::Status CpuModelRunner::Execute(const BatchPlan& plan, StepOutput* out) {
   if (out == nullptr) return absl::InvalidArgumentError("Execute: null output");
-  absl::Status valid = Validate(plan);
+  absl::Status valid = ValidateBatchPlan(plan, spec_, model_->config,
+                                         {model_->weights->has_vision, model_->weights->has_audio});
   if (!valid.ok()) return valid;
   const ModelConfig& c = model_->config;
   const ModelWeights& w = *model_->weights;

@@ -53,7 +53,6 @@ class CpuModelRunner : public ModelRunner {
       std::shared_ptr<const LoadedModel> model, const CpuRunnerOptions& options);
   CpuModelRunner() = default;
 
-  absl::Status Validate(const BatchPlan& plan) const;
   void RunLayer(int32_t layer);
 
   std::shared_ptr<const LoadedModel> model_;

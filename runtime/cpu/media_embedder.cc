@@ -2,59 +2,9 @@
 
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "runtime/cpu/kernels.h"
 
 namespace tessera::runtime::cpu {
-
-absl::Status ValidateMediaRows(const ModelConfig& config, const ModelWeights& weights,
-                               const MediaItem* item, int32_t item_row, int32_t count) {
-  if (item == nullptr) return absl::InvalidArgumentError("media rows without an item");
-  if (count < 0 || item_row < 0 || item_row + static_cast<int64_t>(count) > item->num_rows) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("media rows [", item_row, ", ", item_row + static_cast<int64_t>(count),
-                     ") outside the item's ", item->num_rows, " rows"));
-  }
-  if (item->kind == MediaKind::kImage) {
-    if (!weights.has_vision) {
-      return absl::InvalidArgumentError("this model has no vision weights; it cannot take images");
-    }
-    if (item->rows.size() < static_cast<size_t>(item->num_rows) * kPatchValues ||
-        item->positions.size() < static_cast<size_t>(item->num_rows) * 2) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("image item of ", item->num_rows, " patches carries ", item->rows.size(),
-                       " values and ", item->positions.size(), " position entries; expected ",
-                       kPatchValues, " and 2 per patch"));
-    }
-    const int32_t limit = config.vision.mm_posemb_size;
-    for (int32_t r = item_row; r < item_row + count; ++r) {
-      const int32_t x = item->positions[2 * r], y = item->positions[2 * r + 1];
-      if (x < 0 || y < 0 || x >= limit || y >= limit) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("image patch ", r, " at (x=", x, ", y=", y,
-                         ") is outside the model's position table of ", limit, " per side"));
-      }
-    }
-    return absl::OkStatus();
-  }
-  if (item->kind == MediaKind::kAudio) {
-    if (!weights.has_audio) {
-      return absl::InvalidArgumentError("this model has no audio weights; it cannot take audio");
-    }
-    if (config.audio.audio_embed_dim != kAudioFrameSamples) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("the model's audio frames are ", config.audio.audio_embed_dim,
-                       " samples; media items carry ", kAudioFrameSamples));
-    }
-    if (item->rows.size() < static_cast<size_t>(item->num_rows) * kAudioFrameSamples) {
-      return absl::InvalidArgumentError(absl::StrCat("audio item of ", item->num_rows,
-                                                     " frames carries only ", item->rows.size(),
-                                                     " samples"));
-    }
-    return absl::OkStatus();
-  }
-  return absl::InvalidArgumentError("unknown media kind");
-}
 
 void EmbedMediaRows(const ModelConfig& config, const ModelWeights& weights, const MediaItem& item,
                     int32_t item_row, int32_t count, float* out, int64_t ldo, ThreadPool* pool) {

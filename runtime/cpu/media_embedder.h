@@ -17,13 +17,8 @@
 
 namespace tessera::runtime::cpu {
 
-// Checks that rows [item_row, item_row + count) of `item` exist and can be embedded by this model
-// (kind supported, data sizes, patch positions inside the position table). InvalidArgument naming
-// the problem otherwise.
-absl::Status ValidateMediaRows(const ModelConfig& config, const ModelWeights& weights,
-                               const MediaItem* item, int32_t item_row, int32_t count);
-
-// Writes `count` embeddings of `hidden` floats each to out[i * ldo]. Assumes ValidateMediaRows.
+// Writes `count` embeddings of `hidden` floats each to out[i * ldo]. Assumes a plan that passed
+// ValidateBatchPlan (runtime/plan_validation.h).
 void EmbedMediaRows(const ModelConfig& config, const ModelWeights& weights, const MediaItem& item,
                     int32_t item_row, int32_t count, float* out, int64_t ldo, ThreadPool* pool);
 

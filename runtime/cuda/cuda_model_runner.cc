@@ -1,7 +1,8 @@
 // The CUDA ModelRunner (cuda_model_runner.h). One step:
 //
 //   host: validate the plan, lay out the step (rows, positions, slots, block tables, spans, the
-//         rows whose logits are wanted) in pinned memory, copy it to the device in one go per array;
+//         rows whose logits are wanted) in pinned memory, copy it to the device in one go per
+//         array;
 //   GPU:  embed tokens, project media rows into their embedding rows, then per layer
 //         QKV GEMM -> QK-norm + RoPE + V-norm + KV write -> paged attention -> O GEMM ->
 //         post-attention norm + residual (+ pre-FFW norm) -> gate|up GEMM -> GeGLU -> down GEMM ->
@@ -35,7 +36,9 @@
 #include "runtime/cuda/sampling.h"
 #include "runtime/cuda/stream.h"
 #include "runtime/logging.h"
+#include "runtime/plan_validation.h"
 #include "runtime/sampler.h"
+#include "runtime/status_macros.h"
 
 namespace tessera::runtime {
 
@@ -45,15 +48,9 @@ using cu::DeviceBuffer;
 
 namespace {
 
-#define TESSERA_RETURN_IF_ERROR(expr)        \
-  do {                                       \
-    if (absl::Status _s = (expr); !_s.ok()) { \
-      return _s;                             \
-    }                                        \
-  } while (0)
-
 // Batch sizes decode graphs are captured for; a step pads up to the next one.
-constexpr int32_t kGraphBatches[] = {1, 2, 4, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256};
+constexpr int32_t kGraphBatches[] = {1,  2,  4,   8,   16,  24,  32,  48, 64,
+                                     80, 96, 112, 128, 160, 192, 224, 256};
 
 // Rows of logits computed per GEMM when a plan asks for many logits rows (prompt logprobs, tests).
 constexpr int32_t kLogitsChunkRows = 64;
@@ -89,7 +86,12 @@ struct LayerDevice {
   DeviceBuffer norms;     // input, post_attn, pre_ffw, post_ffw [4][H], q_norm, k_norm [2][hd],
                           // layer scalar [1], as bf16
   DeviceBuffer inv_freq;  // [hd / 2] fp32
-  int64_t qd = 0, kd = 0, qkv_width = 0;
+  int64_t qd = 0, kd = 0, qkv_width = 0;  // Query, K (and V) widths; fused QKV width.
+  void SetShape(int32_t num_heads, const LayerConfig& lc) {
+    qd = int64_t{num_heads} * lc.head_dim;
+    kd = int64_t{lc.num_kv_heads} * lc.head_dim;
+    qkv_width = qd + kd * (lc.k_eq_v ? 1 : 2);
+  }
   const Bf16* norm(int i, int64_t H) const { return norms.as<Bf16>() + i * H; }
 };
 
@@ -99,6 +101,11 @@ class CudaModelRunner::Impl {
   absl::Status UploadWeights(const LoadedModel& model);
   absl::Status RandomWeights(uint64_t seed);
   absl::Status AllocateRuntime();
+  // A weight buffer, counted in weight_bytes_; ResourceExhausted naming the device when full.
+  absl::Status AllocateWeight(DeviceBuffer* b, int64_t bytes);
+  // The layer's RoPE frequencies (rope_kv.h RopeInvFreq, as the CPU runner computes them), rounded
+  // to bf16 when the model's constants are, uploaded into d->inv_freq.
+  absl::Status UploadInvFreq(const LayerConfig& lc, bool bf16_constants, LayerDevice* d);
   absl::Status Execute(const BatchPlan& plan, StepOutput* out);
   absl::Status ValidatePlan(const BatchPlan& plan) const;
   absl::Status EnqueueMedia(const MediaRows& m, int64_t first_row);
@@ -106,7 +113,8 @@ class CudaModelRunner::Impl {
 
   ModelConfig config_;
   CudaRunnerOptions options_;
-  std::shared_ptr<const LoadedModel> model_;  // Keeps the checkpoint alive (nothing reads it later).
+  std::shared_ptr<const LoadedModel>
+      model_;  // Keeps the checkpoint alive (nothing reads it later).
   std::string device_name_;
   int num_sms_ = 132;
   KvCacheSpec spec_;
@@ -121,7 +129,7 @@ class CudaModelRunner::Impl {
   bool has_vision_ = false, has_audio_ = false;
   DeviceBuffer v_ln1_w_, v_ln1_b_, v_dense_, v_dense_b_, v_ln2_w_, v_ln2_b_, v_pos_, v_posn_w_,
       v_posn_b_, v_proj_;  // fp32 vectors, bf16 matrices
-  DeviceBuffer a_proj_;     // [H, 640] bf16
+  DeviceBuffer a_proj_;    // [H, 640] bf16
 
   // KV pools, one per group, each with one extra zeroed block (id num_blocks) that padding rows of
   // graph steps read.
@@ -164,8 +172,8 @@ class CudaModelRunner::Impl {
     int32_t max_rows_per_seq = 1;
     bool decode = false;
     bool bidi = false;
-    int32_t sample_rows = 0;  // Rows sampled on the GPU: logits rows [0, sample_rows).
-    bool gathered = false;    // Sample rows are gathered (else rows [0, sample_rows) of x).
+    int32_t sample_rows = 0;          // Rows sampled on the GPU: logits rows [0, sample_rows).
+    bool gathered = false;            // Sample rows are gathered (else rows [0, sample_rows) of x).
     std::vector<int32_t> sample_src;  // Source row of each sample row when gathered.
     std::vector<int32_t> splits;      // Decode splits per group.
   };
@@ -178,6 +186,9 @@ class CudaModelRunner::Impl {
   absl::Status UploadMeta(int32_t rows, int32_t seqs, int32_t table_width, int64_t penalties);
   absl::Status EnqueueForward(const StepShape& shape, const BatchPlan* plan,
                               const std::vector<int64_t>& seq_row0);
+  // out[m, n] = x[m, k] w[n, k]^T on the step's stream (gemm.h).
+  absl::Status Gemm(const Bf16* x, int64_t ldx, const Bf16* w, int64_t ldw, void* out, int64_t ldo,
+                    int64_t m, int64_t n, int64_t k, bool out_fp32 = false);
   absl::Status EnqueueLogits(const std::vector<int32_t>& rows, int32_t count);
   cu::PagedKvView View(int32_t layer) const;
 };
@@ -260,16 +271,8 @@ absl::Status CudaModelRunner::Impl::Init(const ModelConfig& config,
                             devices->size(), " visible"));
   }
   TESSERA_RETURN_IF_ERROR(cu::SetDevice(options.device));
-  for (const cu::GpuInfo& g : *devices) {
-    if (g.ordinal == options.device) {
-      device_name_ = g.name;
-      num_sms_ = g.multiprocessors;
-    }
-  }
-  if (device_name_.empty() && options.device < static_cast<int>(devices->size())) {
-    device_name_ = (*devices)[options.device].name;
-    num_sms_ = (*devices)[options.device].multiprocessors;
-  }
+  device_name_ = (*devices)[options.device].name;  // QueryDevices lists ordinals in order.
+  num_sms_ = (*devices)[options.device].multiprocessors;
   auto stream = cu::Stream::Create();
   if (!stream.ok()) return stream.status();
   stream_ = std::move(*stream);
@@ -306,11 +309,35 @@ absl::Status CudaModelRunner::Impl::Init(const ModelConfig& config,
   }
   for (const LayerConfig& lc : tc.layers) {
     max_qd_ = std::max<int64_t>(max_qd_, int64_t{tc.num_heads} * lc.head_dim);
-    max_qkv_ = std::max<int64_t>(max_qkv_, int64_t{tc.num_heads} * lc.head_dim +
-                                               int64_t{lc.num_kv_heads} * lc.head_dim *
-                                                   (lc.k_eq_v ? 1 : 2));
+    max_qkv_ = std::max<int64_t>(max_qkv_,
+                                 int64_t{tc.num_heads} * lc.head_dim +
+                                     int64_t{lc.num_kv_heads} * lc.head_dim * (lc.k_eq_v ? 1 : 2));
   }
   max_table_ = (options.max_seq_len + options.block_size - 1) / options.block_size;
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::Impl::AllocateWeight(DeviceBuffer* b, int64_t bytes) {
+  auto buf = DeviceBuffer::Allocate(bytes);
+  if (!buf.ok()) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("CUDA runner: the weights do not fit on ", device_name_, " (", weight_bytes_,
+                     " bytes so far, then ", bytes, " more): ", buf.status().message()));
+  }
+  *b = std::move(*buf);
+  weight_bytes_ += bytes;
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::Impl::UploadInvFreq(const LayerConfig& lc, bool bf16_constants,
+                                                  LayerDevice* d) {
+  std::vector<float> f = cu::RopeInvFreq(lc.head_dim, lc.rope_theta, lc.rope_pairs);
+  if (bf16_constants) {
+    for (float& v : f) v = cu::RoundBf16(v);
+  }
+  auto ib = cu::Upload(f);
+  if (!ib.ok()) return ib.status();
+  d->inv_freq = std::move(*ib);
   return absl::OkStatus();
 }
 
@@ -318,17 +345,7 @@ absl::Status CudaModelRunner::Impl::UploadWeights(const LoadedModel& model) {
   const ModelWeights& w = *model.weights;
   const TextConfig& tc = config_.text;
   const int64_t H = tc.hidden_size, I = tc.intermediate_size, V = tc.vocab_size;
-  auto alloc = [&](DeviceBuffer* b, int64_t bytes) -> absl::Status {
-    auto buf = DeviceBuffer::Allocate(bytes);
-    if (!buf.ok()) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "CUDA runner: the weights do not fit on ", device_name_, " (", weight_bytes_,
-          " bytes so far, then ", bytes, " more): ", buf.status().message()));
-    }
-    *b = std::move(*buf);
-    weight_bytes_ += bytes;
-    return absl::OkStatus();
-  };
+  auto alloc = [&](DeviceBuffer* b, int64_t bytes) { return AllocateWeight(b, bytes); };
   TESSERA_RETURN_IF_ERROR(alloc(&embed_, V * H * 2));
   TESSERA_RETURN_IF_ERROR(UploadMatrixRows(w.embed_tokens, embed_.as<Bf16>(), 0));
   auto fn = UploadBf16(w.final_norm);
@@ -340,9 +357,7 @@ absl::Status CudaModelRunner::Impl::UploadWeights(const LoadedModel& model) {
     const LayerConfig& lc = tc.layers[l];
     const LayerWeights& lw = w.layers[l];
     LayerDevice& d = layers_[l];
-    d.qd = int64_t{tc.num_heads} * lc.head_dim;
-    d.kd = int64_t{lc.num_kv_heads} * lc.head_dim;
-    d.qkv_width = d.qd + d.kd * (lc.k_eq_v ? 1 : 2);
+    d.SetShape(tc.num_heads, lc);
     TESSERA_RETURN_IF_ERROR(alloc(&d.qkv, d.qkv_width * H * 2));
     TESSERA_RETURN_IF_ERROR(UploadMatrixRows(lw.q_proj, d.qkv.as<Bf16>(), 0));
     TESSERA_RETURN_IF_ERROR(UploadMatrixRows(lw.k_proj, d.qkv.as<Bf16>(), d.qd));
@@ -365,16 +380,7 @@ absl::Status CudaModelRunner::Impl::UploadWeights(const LoadedModel& model) {
     auto nb = UploadBf16(norms);
     if (!nb.ok()) return nb.status();
     d.norms = std::move(*nb);
-    // As the CPU runner: inv_freq in fp32, rounded to bf16 when the model's constants are.
-    std::vector<float> f(lc.head_dim / 2, 0.0f);
-    for (int32_t i = 0; i < lc.rope_pairs; ++i) {
-      f[i] = 1.0f / std::pow(lc.rope_theta,
-                             static_cast<float>(2 * i) / static_cast<float>(lc.head_dim));
-      if (w.bf16_constants) f[i] = cu::RoundBf16(f[i]);
-    }
-    auto ib = cu::Upload(f);
-    if (!ib.ok()) return ib.status();
-    d.inv_freq = std::move(*ib);
+    TESSERA_RETURN_IF_ERROR(UploadInvFreq(lc, w.bf16_constants, &d));
   }
   has_vision_ = w.has_vision;
   has_audio_ = w.has_audio;
@@ -382,9 +388,14 @@ absl::Status CudaModelRunner::Impl::UploadWeights(const LoadedModel& model) {
     const VisionWeights& v = w.vision;
     const int64_t D = config_.vision.mm_embed_dim;
     for (auto [buf, src] : std::vector<std::pair<DeviceBuffer*, const std::vector<float>*>>{
-             {&v_ln1_w_, &v.ln1_weight}, {&v_ln1_b_, &v.ln1_bias}, {&v_dense_b_, &v.patch_dense_bias},
-             {&v_ln2_w_, &v.ln2_weight}, {&v_ln2_b_, &v.ln2_bias}, {&v_pos_, &v.pos_embedding},
-             {&v_posn_w_, &v.pos_norm_weight}, {&v_posn_b_, &v.pos_norm_bias}}) {
+             {&v_ln1_w_, &v.ln1_weight},
+             {&v_ln1_b_, &v.ln1_bias},
+             {&v_dense_b_, &v.patch_dense_bias},
+             {&v_ln2_w_, &v.ln2_weight},
+             {&v_ln2_b_, &v.ln2_bias},
+             {&v_pos_, &v.pos_embedding},
+             {&v_posn_w_, &v.pos_norm_weight},
+             {&v_posn_b_, &v.pos_norm_bias}}) {
       auto b = cu::Upload(*src);
       if (!b.ok()) return b.status();
       *buf = std::move(*b);
@@ -406,17 +417,7 @@ absl::Status CudaModelRunner::Impl::RandomWeights(uint64_t seed) {
   const int64_t H = tc.hidden_size, I = tc.intermediate_size, V = tc.vocab_size;
   cudaStream_t s = stream_->get();
   uint64_t next_seed = seed;
-  auto alloc = [&](DeviceBuffer* b, int64_t bytes) -> absl::Status {
-    auto buf = DeviceBuffer::Allocate(bytes);
-    if (!buf.ok()) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "CUDA runner: the random weights do not fit on ", device_name_, " (", weight_bytes_,
-          " bytes so far, then ", bytes, " more): ", buf.status().message()));
-    }
-    *b = std::move(*buf);
-    weight_bytes_ += bytes;
-    return absl::OkStatus();
-  };
+  auto alloc = [&](DeviceBuffer* b, int64_t bytes) { return AllocateWeight(b, bytes); };
   // Matrices N(0, 1/fan_in) as the fixture's generator; norms near 1.
   auto matrix = [&](DeviceBuffer* b, int64_t rows, int64_t cols) -> absl::Status {
     TESSERA_RETURN_IF_ERROR(alloc(b, rows * cols * 2));
@@ -438,9 +439,7 @@ absl::Status CudaModelRunner::Impl::RandomWeights(uint64_t seed) {
   for (int32_t l = 0; l < tc.num_layers; ++l) {
     const LayerConfig& lc = tc.layers[l];
     LayerDevice& d = layers_[l];
-    d.qd = int64_t{tc.num_heads} * lc.head_dim;
-    d.kd = int64_t{lc.num_kv_heads} * lc.head_dim;
-    d.qkv_width = d.qd + d.kd * (lc.k_eq_v ? 1 : 2);
+    d.SetShape(tc.num_heads, lc);
     TESSERA_RETURN_IF_ERROR(matrix(&d.qkv, d.qkv_width, H));
     TESSERA_RETURN_IF_ERROR(matrix(&d.o, H, d.qd));
     TESSERA_RETURN_IF_ERROR(matrix(&d.gate_up, 2 * I, H));
@@ -451,15 +450,8 @@ absl::Status CudaModelRunner::Impl::RandomWeights(uint64_t seed) {
     const Bf16 one = cu::FloatToBf16(1.0f);
     TESSERA_RETURN_IF_ERROR(
         cu::CopyToDeviceAsync(d.norms.as<Bf16>() + n - 1, &one, sizeof(one), s));
-    std::vector<float> f(lc.head_dim / 2, 0.0f);
-    for (int32_t i = 0; i < lc.rope_pairs; ++i) {
-      f[i] = cu::RoundBf16(1.0f / std::pow(lc.rope_theta, static_cast<float>(2 * i) /
-                                                               static_cast<float>(lc.head_dim)));
-    }
-    auto ib = cu::Upload(f);
-    if (!ib.ok()) return ib.status();
-    d.inv_freq = std::move(*ib);
-    TESSERA_RETURN_IF_ERROR(stream_->Synchronize());  // `one` and `f` leave scope.
+    TESSERA_RETURN_IF_ERROR(UploadInvFreq(lc, /*bf16_constants=*/true, &d));
+    TESSERA_RETURN_IF_ERROR(stream_->Synchronize());  // `one` leaves scope.
   }
   has_vision_ = config_.vision.present;
   has_audio_ = config_.audio.present;
@@ -491,8 +483,8 @@ absl::Status CudaModelRunner::Impl::AllocateRuntime() {
     if (!buf.ok()) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "CUDA runner: step buffers of ", bytes, " bytes do not fit beside the weights (",
-          weight_bytes_, " bytes); lower --max_num_batched_tokens or --max_num_seqs: ",
-          buf.status().message()));
+          weight_bytes_,
+          " bytes); lower --max_num_batched_tokens or --max_num_seqs: ", buf.status().message()));
     }
     *b = std::move(*buf);
     return absl::OkStatus();
@@ -512,8 +504,8 @@ absl::Status CudaModelRunner::Impl::AllocateRuntime() {
   for (const LayerConfig& lc : tc.layers) max_hd = std::max<int64_t>(max_hd, lc.head_dim);
   attn_ws_floats_ = (2 * num_sms_ + S + 1) * tc.num_heads * (max_hd + 2);
   TESSERA_RETURN_IF_ERROR(alloc(&attn_ws_, attn_ws_floats_ * 4));
-  TESSERA_RETURN_IF_ERROR(alloc(&sample_ws_, std::max<size_t>(
-                                                  16, cu::SampleWorkspaceBytes(S, tc.vocab_size))));
+  TESSERA_RETURN_IF_ERROR(
+      alloc(&sample_ws_, std::max<size_t>(16, cu::SampleWorkspaceBytes(S, tc.vocab_size))));
 
   // Step metadata: one device buffer and one pinned mirror, carved into arrays.
   const int64_t G = static_cast<int64_t>(spec_.groups.size());
@@ -575,8 +567,8 @@ absl::Status CudaModelRunner::Impl::AllocateRuntime() {
   }
   // Split the budget so both groups run out together for sequences of kv_balance_seq_len tokens:
   // a sliding-window group needs only the blocks its window spans, a global one every block.
-  const int64_t balance_len = std::max<int64_t>(
-      1, std::min<int64_t>(options_.kv_balance_seq_len, options_.max_seq_len));
+  const int64_t balance_len =
+      std::max<int64_t>(1, std::min<int64_t>(options_.kv_balance_seq_len, options_.max_seq_len));
   // A group whose count is explicit takes its bytes off the budget first.
   auto explicit_count = [&](const KvGroupSpec& gs) -> int64_t {
     return gs.name == "sliding" ? options_.num_blocks_sliding : options_.num_blocks_global;
@@ -605,10 +597,10 @@ absl::Status CudaModelRunner::Impl::AllocateRuntime() {
     // At least one full sequence of the step's largest chunk must fit.
     const int64_t need = (options_.max_step_tokens + gs.block_size - 1) / gs.block_size + 1;
     if (n < std::min<int64_t>(need, per_seq[g]) || n > std::numeric_limits<int32_t>::max() - 1) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "CUDA runner: the KV pool of group ", gs.name, " would have ", n, " blocks of ",
-          gs.bytes_per_block, " bytes (budget ", budget,
-          " bytes); raise --gpu_memory_fraction or lower --max_model_len"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("CUDA runner: the KV pool of group ", gs.name, " would have ", n,
+                       " blocks of ", gs.bytes_per_block, " bytes (budget ", budget,
+                       " bytes); raise --gpu_memory_fraction or lower --max_model_len"));
     }
     gs.num_blocks = static_cast<int32_t>(n);
     DeviceBuffer pool;
@@ -637,113 +629,22 @@ cu::PagedKvView CudaModelRunner::Impl::View(int32_t layer) const {
   return v;
 }
 
+// This runner's capacity limits first (the step buffers and block-table width), then the checks
+// every runner makes (runtime/plan_validation.h).
 absl::Status CudaModelRunner::Impl::ValidatePlan(const BatchPlan& plan) const {
-  const TextConfig& tc = config_.text;
-  int64_t rows = 0;
   if (static_cast<int64_t>(plan.seqs.size()) > options_.max_step_seqs) {
     return absl::InvalidArgumentError(absl::StrCat("step has ", plan.seqs.size(),
                                                    " sequences; this runner was sized for ",
                                                    options_.max_step_seqs, " (max_step_seqs)"));
   }
+  int64_t rows = 0;
   for (const SequencePlan& s : plan.seqs) {
-    auto bad = [&](const std::string& what) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id, ": ", what));
-    };
-    const int64_t n = static_cast<int64_t>(s.token_ids.size());
-    rows += n;
-    if (n == 0) return bad("no new rows");
-    if (s.start_pos < 0) return bad(absl::StrCat("start_pos ", s.start_pos, " is negative"));
-    const int64_t end = s.start_pos + n;
+    rows += static_cast<int64_t>(s.token_ids.size());
+    const int64_t end = s.start_pos + static_cast<int64_t>(s.token_ids.size());
     if (end > options_.max_seq_len) {
-      return bad(absl::StrCat("positions up to ", end, " exceed this runner's max_seq_len ",
-                              options_.max_seq_len));
-    }
-    if (s.block_tables.size() != spec_.groups.size()) {
-      return bad(absl::StrCat(s.block_tables.size(), " block tables for ", spec_.groups.size(),
-                              " KV groups"));
-    }
-    for (size_t g = 0; g < spec_.groups.size(); ++g) {
-      const KvGroupSpec& gs = spec_.groups[g];
-      const auto& table = s.block_tables[g];
-      const int64_t need = (end + gs.block_size - 1) / gs.block_size;
-      if (static_cast<int64_t>(table.size()) < need) {
-        return bad(absl::StrCat("block table of group ", gs.name, " has ", table.size(),
-                                " blocks; positions [0, ", end, ") need ", need));
-      }
-      const int64_t first_read =
-          gs.window > 0 ? std::max<int64_t>(0, s.start_pos - gs.window + 1) : 0;
-      for (int64_t b = 0; b < need; ++b) {
-        const int32_t id = table[b];
-        if (id == kReleasedBlock && (b + 1) * gs.block_size <= first_read) continue;
-        if (id < 0 || id >= gs.num_blocks) {
-          return bad(
-              absl::StrCat("block table of group ", gs.name, " entry ", b, " is ", id,
-                           id == kReleasedBlock ? " (released) but still inside the window" : "",
-                           "; the pool has ", gs.num_blocks, " blocks"));
-        }
-      }
-    }
-    std::vector<bool> is_media(n, false);
-    for (const MediaRows& m : s.media) {
-      if (m.item == nullptr) return bad("media rows without an item");
-      if (m.count < 1 || m.seq_row < 0 || m.seq_row + int64_t{m.count} > n) {
-        return bad(absl::StrCat("media rows [", m.seq_row, ", ", m.seq_row + int64_t{m.count},
-                                ") outside the ", n, " new rows"));
-      }
-      const MediaItem& item = *m.item;
-      if (m.item_row < 0 || m.item_row + int64_t{m.count} > item.num_rows) {
-        return bad(absl::StrCat("media rows [", m.item_row, ", ", m.item_row + int64_t{m.count},
-                                ") outside the item's ", item.num_rows, " rows"));
-      }
-      if (item.kind == MediaKind::kImage) {
-        if (!has_vision_) return bad("this model has no vision weights; it cannot take images");
-        if (item.rows.size() < static_cast<size_t>(item.num_rows) * kPatchValues ||
-            item.positions.size() < static_cast<size_t>(item.num_rows) * 2) {
-          return bad(absl::StrCat("image item of ", item.num_rows, " patches carries ",
-                                  item.rows.size(), " values and ", item.positions.size(),
-                                  " position entries"));
-        }
-        const int32_t limit = config_.vision.mm_posemb_size;
-        for (int32_t r = m.item_row; r < m.item_row + m.count; ++r) {
-          const int32_t x = item.positions[2 * r], y = item.positions[2 * r + 1];
-          if (x < 0 || y < 0 || x >= limit || y >= limit) {
-            return bad(absl::StrCat("image patch ", r, " at (x=", x, ", y=", y,
-                                    ") is outside the model's position table of ", limit,
-                                    " per side"));
-          }
-        }
-      } else {
-        if (!has_audio_) return bad("this model has no audio weights; it cannot take audio");
-        if (config_.audio.audio_embed_dim != kAudioFrameSamples) {
-          return bad(absl::StrCat("the model's audio frames are ", config_.audio.audio_embed_dim,
-                                  " samples; media items carry ", kAudioFrameSamples));
-        }
-        if (item.rows.size() < static_cast<size_t>(item.num_rows) * kAudioFrameSamples) {
-          return bad(absl::StrCat("audio item of ", item.num_rows, " frames carries only ",
-                                  item.rows.size(), " samples"));
-        }
-      }
-      for (int32_t i = m.seq_row; i < m.seq_row + m.count; ++i) {
-        if (is_media[i]) return bad(absl::StrCat("row ", i, " is in two media entries"));
-        is_media[i] = true;
-      }
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      if (is_media[i]) continue;
-      const int32_t id = s.token_ids[i];
-      if (id < 0 || id >= tc.vocab_size) {
-        return bad(absl::StrCat("token id ", id, " at row ", i, " is outside the vocabulary of ",
-                                tc.vocab_size));
-      }
-    }
-    for (const BidirectionalSpan& sp : s.bidirectional) {
-      if (sp.begin >= sp.end || sp.begin < s.start_pos || sp.end > end) {
-        return bad(absl::StrCat("bidirectional span [", sp.begin, ", ", sp.end,
-                                ") is not inside the new rows [", s.start_pos, ", ", end, ")"));
-      }
-    }
-    for (int32_t r : s.logits_rows) {
-      if (r < 0 || r >= n) return bad(absl::StrCat("logits row ", r, " outside the ", n, " new rows"));
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id, ": positions up to ",
+                                                     end, " exceed this runner's max_seq_len ",
+                                                     options_.max_seq_len));
     }
   }
   if (rows > options_.max_step_tokens) {
@@ -751,7 +652,7 @@ absl::Status CudaModelRunner::Impl::ValidatePlan(const BatchPlan& plan) const {
                                                    " rows; this runner was sized for ",
                                                    options_.max_step_tokens, " (max_step_tokens)"));
   }
-  return absl::OkStatus();
+  return ValidateBatchPlan(plan, spec_, config_, {has_vision_, has_audio_});
 }
 
 // Sizes the media staging buffers for `rows` rows. Called before any of the step's work is
@@ -761,9 +662,12 @@ absl::Status CudaModelRunner::Impl::GrowMedia(int64_t rows) {
   if (rows <= have) return absl::OkStatus();
   const int64_t n = std::max<int64_t>(rows, 2 * have);
   const int64_t D = std::max<int64_t>(1, config_.vision.mm_embed_dim);
-  for (auto [buf, bytes] : std::vector<std::pair<DeviceBuffer*, int64_t>>{
-           {&media_in_, n * kPatchValues * 4}, {&media_a_, n * kPatchValues * 2},
-           {&media_d_, n * D * 2}, {&media_e_, n * D * 2}, {&media_pos_, n * 2 * 4}}) {
+  for (auto [buf, bytes] :
+       std::vector<std::pair<DeviceBuffer*, int64_t>>{{&media_in_, n * kPatchValues * 4},
+                                                      {&media_a_, n * kPatchValues * 2},
+                                                      {&media_d_, n * D * 2},
+                                                      {&media_e_, n * D * 2},
+                                                      {&media_pos_, n * 2 * 4}}) {
     auto b = DeviceBuffer::Allocate(bytes);
     if (!b.ok()) return b.status();
     *buf = std::move(*b);
@@ -782,8 +686,8 @@ absl::Status CudaModelRunner::Impl::EnqueueMedia(const MediaRows& m, int64_t fir
   }
   if (item.kind == MediaKind::kAudio) {
     const int64_t F = kAudioFrameSamples;
-    TESSERA_RETURN_IF_ERROR(cu::CopyToDeviceAsync(media_in_.data(), item.row(m.item_row),
-                                                  m.count * F * 4, s));
+    TESSERA_RETURN_IF_ERROR(
+        cu::CopyToDeviceAsync(media_in_.data(), item.row(m.item_row), m.count * F * 4, s));
     cu::AudioFrameNormParams a;
     a.frames = media_in_.as<float>();
     a.in_row_stride = F;
@@ -793,17 +697,7 @@ absl::Status CudaModelRunner::Impl::EnqueueMedia(const MediaRows& m, int64_t fir
     a.dim = static_cast<int32_t>(F);
     a.eps = config_.audio.rms_norm_eps;
     TESSERA_RETURN_IF_ERROR(cu::LaunchAudioFrameNorm(a, s));
-    cu::GemmParams g;
-    g.x = media_a_.as<Bf16>();
-    g.ldx = F;
-    g.w = a_proj_.as<Bf16>();
-    g.ldw = F;
-    g.out = out;
-    g.ldo = H;
-    g.m = m.count;
-    g.n = H;
-    g.k = F;
-    return gemm_->Run(g, s);
+    return Gemm(media_a_.as<Bf16>(), F, a_proj_.as<Bf16>(), F, out, H, m.count, H, F);
   }
   const int64_t P = kPatchValues, D = config_.vision.mm_embed_dim;
   // The patches and their (x, y) positions, from the plan's host data, which outlives the step
@@ -811,8 +705,8 @@ absl::Status CudaModelRunner::Impl::EnqueueMedia(const MediaRows& m, int64_t fir
   TESSERA_RETURN_IF_ERROR(
       cu::CopyToDeviceAsync(media_in_.data(), item.row(m.item_row), m.count * P * 4, s));
   int32_t* positions = media_pos_.as<int32_t>();
-  TESSERA_RETURN_IF_ERROR(cu::CopyToDeviceAsync(
-      positions, item.positions.data() + 2 * m.item_row, m.count * 2 * sizeof(int32_t), s));
+  TESSERA_RETURN_IF_ERROR(cu::CopyToDeviceAsync(positions, item.positions.data() + 2 * m.item_row,
+                                                m.count * 2 * sizeof(int32_t), s));
   cu::PatchInputNormParams a;
   a.patches = media_in_.as<float>();
   a.in_row_stride = P;
@@ -824,17 +718,8 @@ absl::Status CudaModelRunner::Impl::EnqueueMedia(const MediaRows& m, int64_t fir
   a.dim = static_cast<int32_t>(P);
   a.eps = config_.vision.layer_norm_eps;
   TESSERA_RETURN_IF_ERROR(cu::LaunchPatchInputNorm(a, s));
-  cu::GemmParams g;
-  g.x = media_a_.as<Bf16>();
-  g.ldx = P;
-  g.w = v_dense_.as<Bf16>();
-  g.ldw = P;
-  g.out = media_d_.as<Bf16>();
-  g.ldo = D;
-  g.m = m.count;
-  g.n = D;
-  g.k = P;
-  TESSERA_RETURN_IF_ERROR(gemm_->Run(g, s));
+  TESSERA_RETURN_IF_ERROR(
+      Gemm(media_a_.as<Bf16>(), P, v_dense_.as<Bf16>(), P, media_d_.as<Bf16>(), D, m.count, D, P));
   cu::PatchOutputNormParams b;
   b.dense = media_d_.as<Bf16>();
   b.dense_row_stride = D;
@@ -853,17 +738,24 @@ absl::Status CudaModelRunner::Impl::EnqueueMedia(const MediaRows& m, int64_t fir
   b.layer_norm_eps = config_.vision.layer_norm_eps;
   b.rms_eps = config_.vision.rms_norm_eps;
   TESSERA_RETURN_IF_ERROR(cu::LaunchPatchOutputNorm(b, s));
-  cu::GemmParams p;
-  p.x = media_e_.as<Bf16>();
-  p.ldx = D;
-  p.w = v_proj_.as<Bf16>();
-  p.ldw = D;
-  p.out = out;
-  p.ldo = H;
-  p.m = m.count;
-  p.n = H;
-  p.k = D;
-  return gemm_->Run(p, s);
+  return Gemm(media_e_.as<Bf16>(), D, v_proj_.as<Bf16>(), D, out, H, m.count, H, D);
+}
+
+absl::Status CudaModelRunner::Impl::Gemm(const Bf16* x, int64_t ldx, const Bf16* w, int64_t ldw,
+                                         void* out, int64_t ldo, int64_t m, int64_t n, int64_t k,
+                                         bool out_fp32) {
+  cu::GemmParams g;
+  g.x = x;
+  g.ldx = ldx;
+  g.w = w;
+  g.ldw = ldw;
+  g.out = out;
+  g.ldo = ldo;
+  g.out_fp32 = out_fp32;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  return gemm_->Run(g, stream_->get());
 }
 
 // Rows [0, count) of gathered_ (or of x_ when `rows` is empty: rows [0, count) of the step) ->
@@ -891,18 +783,8 @@ absl::Status CudaModelRunner::Impl::EnqueueLogits(const std::vector<int32_t>& ro
     TESSERA_RETURN_IF_ERROR(cu::LaunchEmbedTokens(e, s));
     in = gathered_.as<Bf16>();
   }
-  cu::GemmParams g;
-  g.x = in;
-  g.ldx = H;
-  g.w = embed_.as<Bf16>();
-  g.ldw = H;
-  g.out = logits_.data();
-  g.ldo = V;
-  g.out_fp32 = true;
-  g.m = count;
-  g.n = V;
-  g.k = H;
-  TESSERA_RETURN_IF_ERROR(gemm_->Run(g, s));
+  TESSERA_RETURN_IF_ERROR(
+      Gemm(in, H, embed_.as<Bf16>(), H, logits_.data(), V, count, V, H, /*out_fp32=*/true));
   if (tc.final_logit_softcapping > 0.0f) {
     cu::SoftcapParams sc;
     sc.logits = logits_.as<float>();
@@ -982,17 +864,8 @@ absl::Status CudaModelRunner::Impl::EnqueueForward(const StepShape& shape, const
     const LayerDevice& d = layers_[l];
     const int32_t group = layer_group_[l];
     const int64_t hd = lc.head_dim;
-    cu::GemmParams g;
-    g.x = x_.as<Bf16>();
-    g.ldx = H;
-    g.w = d.qkv.as<Bf16>();
-    g.ldw = H;
-    g.out = qkv_.data();
-    g.ldo = d.qkv_width;
-    g.m = T;
-    g.n = d.qkv_width;
-    g.k = H;
-    TESSERA_RETURN_IF_ERROR(gemm_->Run(g, s));
+    TESSERA_RETURN_IF_ERROR(
+        Gemm(x_.as<Bf16>(), H, d.qkv.as<Bf16>(), H, qkv_.data(), d.qkv_width, T, d.qkv_width, H));
 
     cu::RopeKvParams r;
     r.qkv = qkv_.as<Bf16>();
@@ -1042,17 +915,8 @@ absl::Status CudaModelRunner::Impl::EnqueueForward(const StepShape& shape, const
       TESSERA_RETURN_IF_ERROR(cu::LaunchPagedPrefillAttention(a, s));
     }
 
-    g = cu::GemmParams();
-    g.x = attn_.as<Bf16>();
-    g.ldx = d.qd;
-    g.w = d.o.as<Bf16>();
-    g.ldw = d.qd;
-    g.out = o_.data();
-    g.ldo = H;
-    g.m = T;
-    g.n = H;
-    g.k = d.qd;
-    TESSERA_RETURN_IF_ERROR(gemm_->Run(g, s));
+    TESSERA_RETURN_IF_ERROR(
+        Gemm(attn_.as<Bf16>(), d.qd, d.o.as<Bf16>(), d.qd, o_.data(), H, T, H, d.qd));
 
     cu::ResidualRmsNormParams post;
     post.y = o_.as<Bf16>();
@@ -1068,17 +932,8 @@ absl::Status CudaModelRunner::Impl::EnqueueForward(const StepShape& shape, const
     post.eps = eps;
     TESSERA_RETURN_IF_ERROR(cu::LaunchResidualRmsNorm(post, s));
 
-    g = cu::GemmParams();
-    g.x = x_.as<Bf16>();
-    g.ldx = H;
-    g.w = d.gate_up.as<Bf16>();
-    g.ldw = H;
-    g.out = gu_.data();
-    g.ldo = 2 * I;
-    g.m = T;
-    g.n = 2 * I;
-    g.k = H;
-    TESSERA_RETURN_IF_ERROR(gemm_->Run(g, s));
+    TESSERA_RETURN_IF_ERROR(
+        Gemm(x_.as<Bf16>(), H, d.gate_up.as<Bf16>(), H, gu_.data(), 2 * I, T, 2 * I, H));
 
     cu::GegluParams gg;
     gg.in = gu_.as<Bf16>();
@@ -1090,17 +945,7 @@ absl::Status CudaModelRunner::Impl::EnqueueForward(const StepShape& shape, const
     gg.dim = static_cast<int32_t>(I);
     TESSERA_RETURN_IF_ERROR(cu::LaunchGeglu(gg, s));
 
-    g = cu::GemmParams();
-    g.x = act_.as<Bf16>();
-    g.ldx = I;
-    g.w = d.down.as<Bf16>();
-    g.ldw = I;
-    g.out = o_.data();
-    g.ldo = H;
-    g.m = T;
-    g.n = H;
-    g.k = I;
-    TESSERA_RETURN_IF_ERROR(gemm_->Run(g, s));
+    TESSERA_RETURN_IF_ERROR(Gemm(act_.as<Bf16>(), I, d.down.as<Bf16>(), I, o_.data(), H, T, H, I));
 
     cu::ResidualRmsNormParams ffw;
     ffw.y = o_.as<Bf16>();
@@ -1110,8 +955,7 @@ absl::Status CudaModelRunner::Impl::EnqueueForward(const StepShape& shape, const
     ffw.residual_row_stride = H;
     ffw.layer_scalar = d.norm(0, H) + 4 * H + 2 * hd;
     // The next layer's input norm, or the final norm after the last layer.
-    ffw.out_weight =
-        l + 1 < tc.num_layers ? layers_[l + 1].norm(0, H) : final_norm_.as<Bf16>();
+    ffw.out_weight = l + 1 < tc.num_layers ? layers_[l + 1].norm(0, H) : final_norm_.as<Bf16>();
     ffw.out = x_.as<Bf16>();
     ffw.out_row_stride = H;
     ffw.rows = static_cast<int32_t>(T);
@@ -1121,8 +965,8 @@ absl::Status CudaModelRunner::Impl::EnqueueForward(const StepShape& shape, const
   }
 
   if (shape.sample_rows > 0) {
-    TESSERA_RETURN_IF_ERROR(EnqueueLogits(shape.gathered ? shape.sample_src : std::vector<int32_t>(),
-                                          shape.sample_rows));
+    TESSERA_RETURN_IF_ERROR(EnqueueLogits(
+        shape.gathered ? shape.sample_src : std::vector<int32_t>(), shape.sample_rows));
     cu::SampleParams sp;
     sp.logits = logits_.as<float>();
     sp.row_stride = tc.vocab_size;
@@ -1134,11 +978,11 @@ absl::Status CudaModelRunner::Impl::EnqueueForward(const StepShape& shape, const
     sp.out_token = out_tokens_dev_;
     sp.out_logprob = out_logprobs_dev_;
     TESSERA_RETURN_IF_ERROR(cu::LaunchSample(sp, s));
-    TESSERA_RETURN_IF_ERROR(cu::CopyToHostAsync(out_host_.data(), out_dev_.data(),
-                                                int64_t{shape.sample_rows} * 4, s));
-    TESSERA_RETURN_IF_ERROR(cu::CopyToHostAsync(
-        out_host_.as<int32_t>() + options_.max_step_seqs, out_logprobs_dev_,
-        int64_t{shape.sample_rows} * 4, s));
+    TESSERA_RETURN_IF_ERROR(
+        cu::CopyToHostAsync(out_host_.data(), out_dev_.data(), int64_t{shape.sample_rows} * 4, s));
+    TESSERA_RETURN_IF_ERROR(cu::CopyToHostAsync(out_host_.as<int32_t>() + options_.max_step_seqs,
+                                                out_logprobs_dev_, int64_t{shape.sample_rows} * 4,
+                                                s));
   }
   return absl::OkStatus();
 }
@@ -1193,8 +1037,7 @@ int32_t CudaModelRunner::Impl::LayOutRows(const BatchPlan& plan, int32_t S_run, 
       bidi_end_.host[row + i] = be;
       for (int32_t g = 0; g < G; ++g) {
         const int32_t bs = spec_.groups[g].block_size;
-        slots_[g].host[row + i] =
-            int64_t{sp.block_tables[g][pos / bs]} * bs + pos % bs;
+        slots_[g].host[row + i] = int64_t{sp.block_tables[g][pos / bs]} * bs + pos % bs;
       }
     }
     for (int32_t g = 0; g < G; ++g) {
@@ -1217,10 +1060,10 @@ int32_t CudaModelRunner::Impl::LayOutRows(const BatchPlan& plan, int32_t S_run, 
 // `gpu_sample_seqs` into the pinned staging buffer, with each sequence's [begin, end); a sequence
 // whose entries do not fit moves to `cpu_sample`. Returns the number of entries.
 int64_t CudaModelRunner::Impl::BuildPenaltyEntries(const BatchPlan& plan,
-                                                  std::vector<int32_t>* gpu_sample_seqs_out,
-                                                  std::vector<bool>* cpu_sample_out,
-                                                  std::vector<int32_t>* pen_begin_out,
-                                                  std::vector<int32_t>* pen_end_out) {
+                                                   std::vector<int32_t>* gpu_sample_seqs_out,
+                                                   std::vector<bool>* cpu_sample_out,
+                                                   std::vector<int32_t>* pen_begin_out,
+                                                   std::vector<int32_t>* pen_end_out) {
   std::vector<int32_t>& gpu_sample_seqs = *gpu_sample_seqs_out;
   std::vector<bool>& cpu_sample = *cpu_sample_out;
   std::vector<int32_t>& pen_begin = *pen_begin_out;
@@ -1383,8 +1226,8 @@ absl::Status CudaModelRunner::Impl::Execute(const BatchPlan& plan, StepOutput* o
     shape.splits.push_back(
         decode ? cu::ChooseDecodeSplits(S_run, spec_.groups[g].num_kv_heads, keys, num_sms_) : 1);
     // The workspace was sized for splits * rows <= 2 * SMs + seqs.
-    const int64_t need = cu::AttentionWorkspaceFloats(S_run, tc.num_heads,
-                                                      spec_.groups[g].head_dim, shape.splits[g]);
+    const int64_t need = cu::AttentionWorkspaceFloats(S_run, tc.num_heads, spec_.groups[g].head_dim,
+                                                      shape.splits[g]);
     if (need > attn_ws_floats_) shape.splits[g] = 1;
   }
 
@@ -1478,14 +1321,13 @@ absl::Status CudaModelRunner::Impl::Execute(const BatchPlan& plan, StepOutput* o
     const SequencePlan& sp = plan.seqs[si];
     out->seqs[si].logits.resize(sp.logits_rows.size() * static_cast<size_t>(V));
     for (size_t i = 0; i < sp.logits_rows.size(); ++i) {
-      host_rows.push_back({si, static_cast<int32_t>(seq_row0[si]) + sp.logits_rows[i],
-                           static_cast<int32_t>(i)});
+      host_rows.push_back(
+          {si, static_cast<int32_t>(seq_row0[si]) + sp.logits_rows[i], static_cast<int32_t>(i)});
     }
     if (cpu_sample[si]) {
-      host_rows.push_back({si,
-                           static_cast<int32_t>(seq_row0[si]) +
-                               static_cast<int32_t>(sp.token_ids.size()) - 1,
-                           -1});
+      host_rows.push_back(
+          {si, static_cast<int32_t>(seq_row0[si]) + static_cast<int32_t>(sp.token_ids.size()) - 1,
+           -1});
       cpu_sample_logits[si].resize(V);
     }
   }
@@ -1495,8 +1337,7 @@ absl::Status CudaModelRunner::Impl::Execute(const BatchPlan& plan, StepOutput* o
     const int32_t si = gpu_sample_seqs[i];
     SampleResult& r = out->seqs[si].sampled;
     r.token = out_host_.as<int32_t>()[i];
-    r.logprob = reinterpret_cast<const float*>(out_host_.as<int32_t>() +
-                                               options_.max_step_seqs)[i];
+    r.logprob = reinterpret_cast<const float*>(out_host_.as<int32_t>() + options_.max_step_seqs)[i];
   }
   const int32_t chunk = static_cast<int32_t>(
       std::min<int64_t>(kLogitsChunkRows, gathered_.size() / (int64_t{tc.hidden_size} * 2)));

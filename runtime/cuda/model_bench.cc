@@ -38,6 +38,7 @@
 #include "runtime/cuda/random_fill.h"
 #include "runtime/model_config.h"
 #include "runtime/model_runner.h"
+#include "runtime/status_macros.h"
 
 namespace tessera::runtime {
 namespace {
@@ -255,12 +256,6 @@ struct Limits {
   double gemm_tflops = 0;
 };
 
-#define BENCH_RETURN_IF_ERROR(expr) \
-  do {                              \
-    absl::Status _s = (expr);       \
-    if (!_s.ok()) return _s;        \
-  } while (0)
-
 absl::StatusOr<Limits> MeasureLimits(const Sizes& z, Table& t) {
   Limits lim;
   auto copy = cu::MeasureCopyGBps(z.copy_bytes, 20);
@@ -275,8 +270,10 @@ absl::StatusOr<Limits> MeasureLimits(const Sizes& z, Table& t) {
   if (!b.ok()) return b.status();
   auto c = cu::DeviceBuffer::Allocate(2 * n * n);
   if (!c.ok()) return c.status();
-  BENCH_RETURN_IF_ERROR(cu::LaunchFillNormalBf16(a->as<cu::Bf16>(), n * n, 1, 0.0f, 1.0f, nullptr));
-  BENCH_RETURN_IF_ERROR(cu::LaunchFillNormalBf16(b->as<cu::Bf16>(), n * n, 2, 0.0f, 1.0f, nullptr));
+  TESSERA_RETURN_IF_ERROR(
+      cu::LaunchFillNormalBf16(a->as<cu::Bf16>(), n * n, 1, 0.0f, 1.0f, nullptr));
+  TESSERA_RETURN_IF_ERROR(
+      cu::LaunchFillNormalBf16(b->as<cu::Bf16>(), n * n, 2, 0.0f, 1.0f, nullptr));
   cu::GemmParams p;
   p.x = a->as<cu::Bf16>();
   p.ldx = n;
