@@ -33,40 +33,18 @@
 #include "runtime/cuda/pointwise.h"
 #include "runtime/cuda/rope_kv.h"
 #include "runtime/cuda/sampling.h"
+#include "runtime/cuda/test_util.h"
 
 namespace tessera::runtime::cuda {
 namespace {
 
-#define ASSERT_OK(expr)                          \
-  do {                                           \
-    const absl::Status _s = (expr);              \
-    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s; \
-  } while (0)
-
-#define ASSERT_OK_AND_ASSIGN(lhs, expr)                             \
-  auto lhs##_or = (expr);                                           \
-  ASSERT_TRUE(lhs##_or.ok()) << #expr << ": " << lhs##_or.status(); \
-  auto lhs = std::move(*lhs##_or)
-
-// SplitMix64: fast, seeded, good enough for test data.
-class Rng {
+// Test values drawn from SplitMix64 (test_util.h).
+class Rng : public test_util::SplitMix64 {
  public:
-  explicit Rng(uint64_t seed) : s_(seed) {}
-  uint64_t Next() {
-    uint64_t z = (s_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
+  using SplitMix64::SplitMix64;
   float Uniform(float lo, float hi) {
     return lo + (hi - lo) * static_cast<float>((Next() >> 40) * 0x1.0p-24);
   }
-  int Int(int lo, int hi) {
-    return lo + static_cast<int>(Next() % static_cast<uint64_t>(hi - lo + 1));
-  }
-
- private:
-  uint64_t s_;
 };
 
 std::vector<Bf16> RandomBf16(Rng& rng, size_t n, float lo = -1.0f, float hi = 1.0f) {

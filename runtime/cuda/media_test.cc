@@ -36,20 +36,10 @@
 #include "runtime/cuda/bf16.h"
 #include "runtime/cuda/device.h"
 #include "runtime/cuda/device_memory.h"
+#include "runtime/cuda/test_util.h"
 
 namespace tessera::runtime::cuda {
 namespace {
-
-#define ASSERT_OK(expr)                          \
-  do {                                           \
-    const absl::Status _s = (expr);              \
-    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s; \
-  } while (0)
-
-#define ASSERT_OK_AND_ASSIGN(lhs, expr)                             \
-  auto lhs##_or = (expr);                                           \
-  ASSERT_TRUE(lhs##_or.ok()) << #expr << ": " << lhs##_or.status(); \
-  auto lhs = std::move(*lhs##_or)
 
 constexpr double kRtol = 1.0 / 256;     // 2^-8: one bf16 rounding, at most half an ulp.
 constexpr double kAtol = 1.0 / 16384;   // 2^-14 of the terms' magnitude: fp32 statistics.
@@ -57,27 +47,15 @@ constexpr double kMeanUlp = 0x1.0p-22;  // 4 fp32 ulps of the mean (relative).
 constexpr double kMinExact = 0.99;
 constexpr uint16_t kSentinel = 0xDEAD;  // Output padding must keep this.
 
-// SplitMix64: fast, seeded, good enough for test data.
-class Rng {
+// Test values drawn from SplitMix64 (test_util.h).
+class Rng : public test_util::SplitMix64 {
  public:
-  explicit Rng(uint64_t seed) : s_(seed) {}
-  uint64_t Next() {
-    uint64_t z = (s_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
+  using SplitMix64::SplitMix64;
   double Uniform(double lo, double hi) { return lo + (hi - lo) * ((Next() >> 11) * 0x1.0p-53); }
   double Normal() {  // Box-Muller.
     const double u = ((Next() >> 11) + 1) * 0x1.0p-53, v = (Next() >> 11) * 0x1.0p-53;
     return std::sqrt(-2.0 * std::log(u)) * std::cos(2.0 * M_PI * v);
   }
-  int Int(int lo, int hi) {
-    return lo + static_cast<int>(Next() % static_cast<uint64_t>(hi - lo + 1));
-  }
-
- private:
-  uint64_t s_;
 };
 
 // Norm weights near 1, biases ~0.1 N(0, 1), all exact in bf16 as the checkpoint's are.

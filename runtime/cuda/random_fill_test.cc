@@ -22,20 +22,10 @@
 #include "gtest/gtest.h"
 #include "runtime/cuda/bf16.h"
 #include "runtime/cuda/device_memory.h"
+#include "runtime/cuda/test_util.h"
 
 namespace tessera::runtime::cuda {
 namespace {
-
-#define ASSERT_OK(expr)                          \
-  do {                                           \
-    const absl::Status _s = (expr);              \
-    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s; \
-  } while (0)
-
-#define ASSERT_OK_AND_ASSIGN(lhs, expr)                             \
-  auto lhs##_or = (expr);                                           \
-  ASSERT_TRUE(lhs##_or.ok()) << #expr << ": " << lhs##_or.status(); \
-  auto lhs = std::move(*lhs##_or)
 
 // One bf16 ulp at the magnitude of v (bf16 keeps 8 significant bits).
 double Bf16Ulp(double v) {

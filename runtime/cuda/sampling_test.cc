@@ -37,39 +37,20 @@
 #include "gtest/gtest.h"
 #include "runtime/cuda/device.h"
 #include "runtime/cuda/device_memory.h"
+#include "runtime/cuda/test_util.h"
 #include "runtime/sampler.h"
 #include "runtime/sampling_params.h"
 
 namespace tessera::runtime::cuda {
 namespace {
 
-#define ASSERT_OK(expr)                          \
-  do {                                           \
-    const absl::Status _s = (expr);              \
-    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s; \
-  } while (0)
-
-#define ASSERT_OK_AND_ASSIGN(lhs, expr)                             \
-  auto lhs##_or = (expr);                                           \
-  ASSERT_TRUE(lhs##_or.ok()) << #expr << ": " << lhs##_or.status(); \
-  auto lhs = std::move(*lhs##_or)
-
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-// SplitMix64: seeded test data.
-class Rng {
+// Test values drawn from SplitMix64 (test_util.h).
+class Rng : public test_util::SplitMix64 {
  public:
-  explicit Rng(uint64_t seed) : s_(seed) {}
-  uint64_t Next() {
-    uint64_t z = (s_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
+  using SplitMix64::SplitMix64;
   double Uniform() { return (Next() >> 11) * 0x1.0p-53; }
-  int Int(int lo, int hi) {
-    return lo + static_cast<int>(Next() % static_cast<uint64_t>(hi - lo + 1));
-  }
   double Normal() {
     const double u1 = std::max(Uniform(), 1e-300), u2 = Uniform();
     return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
@@ -78,9 +59,6 @@ class Rng {
   T Pick(const std::vector<T>& v) {
     return v[Next() % v.size()];
   }
-
- private:
-  uint64_t s_;
 };
 
 // One row to sample: its logits and everything the CPU sampler takes.
