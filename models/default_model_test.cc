@@ -7,8 +7,8 @@
 #include "gtest/gtest.h"
 #include "models/model_checks.h"
 #include "nlohmann/json.hpp"
-#include "runtime/model_config.h"
-#include "runtime/tokenizer.h"
+#include "runtime/model/model_config.h"
+#include "runtime/prompt/tokenizer.h"
 
 namespace tessera::models {
 namespace {

@@ -9,9 +9,9 @@
 
 #include "gtest/gtest.h"
 #include "runtime/cpu/cpu_model_runner.h"
-#include "runtime/model_config.h"
-#include "runtime/model_loader.h"
-#include "runtime/safetensors.h"
+#include "runtime/model/model_config.h"
+#include "runtime/model/model_loader.h"
+#include "runtime/model/safetensors.h"
 #include "tools/make_model_lib.h"
 
 namespace tessera::models {

@@ -1,7 +1,7 @@
 // //models:tiny_test: the spec'd shape (vocab 512, fixture ids, layers 3 and 7 global), runnable.
 #include "gtest/gtest.h"
 #include "models/model_checks.h"
-#include "runtime/model_config.h"
+#include "runtime/model/model_config.h"
 
 namespace tessera::models {
 namespace {

@@ -2,13 +2,13 @@
 //
 // The scheduler decides *what* runs in a step and owns block accounting; the runner owns the KV
 // memory and the weights and computes. A step is described by a BatchPlan: for each sequence, the
-// new rows (a prefill chunk, one decode token, media rows), where they sit, the block tables through
-// which their K/V are written and earlier K/V are read, and whether to sample.
+// new rows (a prefill chunk, one decode token, media rows), where they sit, the block tables
+// through which their K/V are written and earlier K/V are read, and whether to sample.
 //
 // KV memory: each KV group (Gemma 4: "sliding" layers and "global" layers) has its own pool of
-// `num_blocks` blocks of `block_size` consecutive token positions, covering every layer of the group.
-// Block ids are indices into the group's pool, handed out by the scheduler. Position p of a sequence
-// lives in block `block_tables[g][p / block_size]`, slot `p % block_size`.
+// `num_blocks` blocks of `block_size` consecutive token positions, covering every layer of the
+// group. Block ids are indices into the group's pool, handed out by the scheduler. Position p of a
+// sequence lives in block `block_tables[g][p / block_size]`, slot `p % block_size`.
 #pragma once
 
 #include <cstdint>
@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "runtime/media.h"
+#include "runtime/media/media.h"
 #include "runtime/sampling_params.h"
 
 namespace tessera::runtime {
@@ -26,13 +26,13 @@ namespace tessera::runtime {
 inline constexpr int32_t kReleasedBlock = -1;
 
 struct KvGroupSpec {
-  std::string name;          // "sliding" or "global".
-  int32_t num_layers = 0;    // Layers in this group.
+  std::string name;        // "sliding" or "global".
+  int32_t num_layers = 0;  // Layers in this group.
   int32_t num_kv_heads = 0;
   int32_t head_dim = 0;
-  int32_t window = 0;        // Sliding window in tokens (key visible if q - k < window); 0 = full.
-  int32_t block_size = 16;   // Token positions per block.
-  int32_t num_blocks = 0;    // Pool size.
+  int32_t window = 0;       // Sliding window in tokens (key visible if q - k < window); 0 = full.
+  int32_t block_size = 16;  // Token positions per block.
+  int32_t num_blocks = 0;   // Pool size.
   int64_t bytes_per_block = 0;
 };
 
@@ -58,8 +58,8 @@ struct BidirectionalSpan {
 };
 
 struct SequencePlan {
-  uint64_t seq_id = 0;        // For diagnostics.
-  int32_t start_pos = 0;      // Absolute position of the first new row = tokens already in KV.
+  uint64_t seq_id = 0;    // For diagnostics.
+  int32_t start_pos = 0;  // Absolute position of the first new row = tokens already in KV.
   // Token id of every new row; for media rows the placeholder id (ignored in favour of the media).
   std::vector<int32_t> token_ids;
   std::vector<MediaRows> media;

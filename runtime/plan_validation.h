@@ -3,7 +3,7 @@
 #pragma once
 
 #include "absl/status/status.h"
-#include "runtime/model_config.h"
+#include "runtime/model/model_config.h"
 #include "runtime/model_runner.h"
 
 namespace tessera::runtime {

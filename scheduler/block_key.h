@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "runtime/media.h"
+#include "runtime/media/media.h"
 
 namespace tessera::scheduler {
 

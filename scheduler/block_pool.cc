@@ -1,6 +1,6 @@
 #include "scheduler/block_pool.h"
 
-#include "runtime/logging.h"
+#include "base/logging.h"
 
 namespace tessera::scheduler {
 

@@ -16,7 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "runtime/model_runner.h"
-#include "runtime/tokenizer.h"
+#include "runtime/prompt/tokenizer.h"
 #include "scheduler/clock.h"
 #include "scheduler/request.h"
 

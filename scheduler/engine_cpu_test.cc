@@ -12,7 +12,7 @@
 #if defined(TESSERA_ENGINE_TEST_CUDA)
 #include "runtime/cuda/cuda_model_runner.h"
 #endif
-#include "runtime/model_loader.h"
+#include "runtime/model/model_loader.h"
 #include "scheduler/engine.h"
 #include "scheduler/engine_test_util.h"
 

@@ -10,9 +10,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "runtime/testing/fake_model_runner.h"
 #include "scheduler/engine.h"
 #include "scheduler/engine_test_util.h"
-#include "scheduler/fake_model_runner.h"
 
 namespace tessera::scheduler {
 namespace {

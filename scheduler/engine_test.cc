@@ -7,8 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runtime/testing/fake_model_runner.h"
 #include "scheduler/engine_test_util.h"
-#include "scheduler/fake_model_runner.h"
 
 namespace tessera::scheduler {
 namespace {

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "runtime/model_runner.h"
-#include "runtime/tokenizer.h"
+#include "runtime/prompt/tokenizer.h"
 #include "scheduler/engine.h"
 
 namespace tessera::scheduler::testing {

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
-#include "runtime/logging.h"
+#include "base/logging.h"
 
 namespace tessera::scheduler {
 

@@ -11,7 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "runtime/prompt.h"
+#include "runtime/prompt/prompt.h"
 #include "runtime/sampling_params.h"
 
 namespace tessera::scheduler {
@@ -25,13 +25,14 @@ struct StoppingParams {
 };
 
 struct GenerateRequest {
-  std::string request_id;  // Unique among live requests; the edge assigns one if the client did not.
+  std::string
+      request_id;  // Unique among live requests; the edge assigns one if the client did not.
   runtime::Prompt prompt;
   runtime::SamplingParams sampling;
   StoppingParams stopping;
-  int32_t priority = 0;    // Lower runs first.
-  std::string cache_salt;  // Prefix-cache namespace.
-  absl::Time arrival = absl::InfinitePast();   // Set by Submit when unset.
+  int32_t priority = 0;                       // Lower runs first.
+  std::string cache_salt;                     // Prefix-cache namespace.
+  absl::Time arrival = absl::InfinitePast();  // Set by Submit when unset.
   absl::Time deadline = absl::InfiniteFuture();
 };
 

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "runtime/logging.h"
+#include "base/logging.h"
 
 namespace tessera::scheduler {
 

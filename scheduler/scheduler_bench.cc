@@ -19,8 +19,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "runtime/testing/fake_model_runner.h"
 #include "scheduler/engine.h"
-#include "scheduler/fake_model_runner.h"
 #include "scheduler/kv_cache_manager.h"
 
 namespace tessera::scheduler {

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "runtime/media.h"
+#include "runtime/media/media.h"
 #include "scheduler/block_key.h"
 
 namespace tessera::scheduler {

@@ -1,9 +1,9 @@
 #include "server/grpc_server.h"
 
 #include "absl/strings/str_cat.h"
+#include "base/logging.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "runtime/logging.h"
 
 namespace tessera::server {
 

@@ -5,9 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/logging.h"
 #include "httplib.h"
 #include "nlohmann/json.hpp"
-#include "runtime/logging.h"
 #include "server/status_mapping.h"
 
 namespace tessera::server {

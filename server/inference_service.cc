@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "runtime/logging.h"
+#include "base/logging.h"
 #include "server/status_mapping.h"
 
 namespace tessera::server {

@@ -24,7 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "runtime/logging.h"
+#include "base/logging.h"
 #include "server/api_keys.h"
 #include "server/engine_backend.h"
 #include "server/grpc_server.h"
@@ -183,8 +183,8 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const char* argv0) {
   b.gpu_memory_fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
   b.cuda_graphs = absl::GetFlag(FLAGS_cuda_graphs);
   if (!(b.gpu_memory_fraction > 0.0 && b.gpu_memory_fraction < 1.0)) {
-    return absl::InvalidArgumentError(absl::StrCat("--gpu_memory_fraction must be in (0, 1); got ",
-                                                   b.gpu_memory_fraction));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--gpu_memory_fraction must be in (0, 1); got ", b.gpu_memory_fraction));
   }
   if (absl::GetFlag(FLAGS_kv_cache_bytes) < 0) {
     return absl::InvalidArgumentError("--kv_cache_bytes must be >= 0");

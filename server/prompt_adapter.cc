@@ -6,8 +6,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "runtime/chat_template.h"
-#include "runtime/image.h"
+#include "runtime/media/image.h"
+#include "runtime/prompt/chat_template.h"
 
 namespace tessera::server {
 namespace {

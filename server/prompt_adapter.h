@@ -8,11 +8,11 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "runtime/conversation.h"
-#include "runtime/model_config.h"
-#include "runtime/prompt.h"
-#include "runtime/prompt_builder.h"
-#include "runtime/tokenizer.h"
+#include "runtime/model/model_config.h"
+#include "runtime/prompt/conversation.h"
+#include "runtime/prompt/prompt.h"
+#include "runtime/prompt/prompt_builder.h"
+#include "runtime/prompt/tokenizer.h"
 #include "server/engine_backend.h"
 #include "tessera/v1/inference.pb.h"
 

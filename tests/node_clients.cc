@@ -9,7 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "httplib.h"
-#include "tests/testdata.h"
+#include "testdata/testdata.h"
 
 namespace tessera::testing {
 namespace {

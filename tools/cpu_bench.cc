@@ -24,10 +24,10 @@
 #include <vector>
 
 #include "runtime/cpu/cpu_model_runner.h"
-#include "runtime/cpu/golden.h"
 #include "runtime/cpu/kernels.h"
 #include "runtime/cpu/thread_pool.h"
-#include "runtime/model_loader.h"
+#include "runtime/model/model_loader.h"
+#include "runtime/testing/golden.h"
 #include "tools/make_model_lib.h"
 
 namespace {

@@ -1,7 +1,7 @@
 // golden_check --model DIR --golden FILE [--tolerance 1e-4] [--chunk N] [--threads N]
 //
 // Runs every prompt of a golden file laid out like
-// ../shared/fixtures/gemma4-tiny/golden.safetensors (see runtime/cpu/golden.h) through the CPU
+// testdata/gemma4-tiny/golden.safetensors (see runtime/testing/golden.h) through the CPU
 // runner and prints, per prompt, the max relative error of the prompt logits and of the decode-step
 // logits (relative to each row's largest reference logit) and how many greedy ids match. Exits 0
 // when every error is within the tolerance and every greedy id matches, 1 otherwise, 2 on usage or
@@ -12,8 +12,8 @@
 #include <string>
 
 #include "runtime/cpu/cpu_model_runner.h"
-#include "runtime/cpu/golden.h"
-#include "runtime/model_loader.h"
+#include "runtime/model/model_loader.h"
+#include "runtime/testing/golden.h"
 
 namespace {
 

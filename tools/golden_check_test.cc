@@ -6,7 +6,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
-#include "tests/testdata.h"
+#include "testdata/testdata.h"
 
 namespace {
 
@@ -18,7 +18,7 @@ int RunGoldenCheck(const std::string& args) {
 }
 
 TEST(GoldenCheckTest, FixtureVerdicts) {
-  const std::string dir = tessera::testing::SharedFixturesDir() + "/gemma4-tiny";
+  const std::string dir = tessera::testing::FixturesDir() + "/gemma4-tiny";
   const std::string golden = dir + "/golden.safetensors";
   EXPECT_EQ(RunGoldenCheck("--model " + dir + " --golden " + golden), 0);
   EXPECT_EQ(RunGoldenCheck("--model=" + dir + " --golden=" + golden + " --chunk=5 --threads=1"), 0);

@@ -6,7 +6,7 @@
 #       statically; no gRPC), copies them with the few shared libraries they need that a GPU host
 #       lacks (Abseil, GoogleTest; not glibc or libstdc++, and not cuBLAS: libcublasLt is ~500 MB
 #       and every CUDA host has it) into .gpu_check/ (ignored by git through .git/info/exclude),
-#       with the gemma4-tiny golden fixture, and prints the device `run` call to make. A target
+#       and prints the device `run` call to make. A target
 #       that fails to build is left out (and reported), so the others can still be checked.
 #   tools/gpu_check.sh run     (on the GPU host, from the repository root; needs no Bazel)
 #       Runs the device self-test, the kernel, GEMM, media, sampling and CUDA-runner tests,
@@ -16,8 +16,8 @@
 #       logs under $OUT.
 #
 # Environment: GPU_CHECK_OUTPUT_BASE (build) passes --output_base to Bazel, so a build here does not
-# wait on another engineer's Bazel server. TESSERA_SHARED_FIXTURES_DIR (build) overrides where the
-# fixtures are copied from (default: ../shared/fixtures next to the repository).
+# wait on another engineer's Bazel server. The tests read the golden fixture from testdata/ in the
+# working tree the device tool copies (TESSERA_WORKSPACE_DIR, set by `run`).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-build}"
@@ -37,7 +37,7 @@ if [ "$mode" = build ]; then
   startup=()
   [ -n "${GPU_CHECK_OUTPUT_BASE:-}" ] && startup=(--output_base="$GPU_CHECK_OUTPUT_BASE")
   bin=$(bazel "${startup[@]}" info --dynamic_mode=off bazel-bin 2>/dev/null) || exit 1
-  rm -rf "$bundle" && mkdir -p "$bundle/lib" "$bundle/fixtures" || exit 1
+  rm -rf "$bundle" && mkdir -p "$bundle/lib" || exit 1
   grep -qx "/$bundle/" .git/info/exclude 2>/dev/null || echo "/$bundle/" >> .git/info/exclude
   built=0
   missing=()
@@ -65,12 +65,6 @@ if [ "$mode" = build ]; then
   [ "$built" -gt 0 ] || exit 1
   : > "$bundle/not_built.txt"
   [ "${#missing[@]}" -eq 0 ] || printf '%s\n' "${missing[@]}" > "$bundle/not_built.txt"
-  fixtures="${TESSERA_SHARED_FIXTURES_DIR:-$PWD/../shared/fixtures}"
-  if [ -d "$fixtures/gemma4-tiny" ]; then
-    cp -r "$fixtures/gemma4-tiny" "$bundle/fixtures/" && chmod -R u+w "$bundle/fixtures"
-  else
-    echo "gpu_check: no $fixtures/gemma4-tiny; cuda_model_runner_gpu_test will fail" >&2
-  fi
   du -ah "$bundle" | sort -h | tail -n 10  # The largest pieces, then the whole bundle.
   size_kib=$(du -sk "$bundle" | cut -f1)
   if [ "$size_kib" -gt $((60 * 1024)) ]; then
@@ -128,7 +122,7 @@ for d in "${cublas_dirs[@]}"; do
   [ -d "$d" ] && libpath="$libpath:$d"
 done
 export LD_LIBRARY_PATH="$libpath${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export TESSERA_SHARED_FIXTURES_DIR="$PWD/$bundle/fixtures"
+export TESSERA_WORKSPACE_DIR="$PWD"  # testdata/ (the golden fixture) without Bazel runfiles.
 
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
   /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -n 1 || true)

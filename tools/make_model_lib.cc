@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/bf16.h"
 #include "nlohmann/json.hpp"
 
 namespace tessera::tools {
@@ -459,7 +460,7 @@ std::vector<float> TensorValues(const ModelSpec& spec, const TensorSpec& tensor)
       for (float& x : v) x *= scale;
     }
   }
-  for (float& x : v) x = Bf16BitsToFloat(FloatToBf16Bits(x));
+  for (float& x : v) x = Bf16ToFloat(FloatToBf16(x));
   return v;
 }
 
@@ -494,7 +495,7 @@ absl::Status WriteSafetensors(const ModelSpec& spec, const std::string& path) {
     // Little-endian, byte by byte, so the file is the same on any host.
     for (size_t i = 0; i < values.size(); ++i) {
       if (spec.dtype == WeightDType::kBF16) {
-        const uint16_t b = FloatToBf16Bits(values[i]);
+        const uint16_t b = FloatToBf16(values[i]);
         bytes[2 * i] = static_cast<uint8_t>(b);
         bytes[2 * i + 1] = static_cast<uint8_t>(b >> 8);
       } else {
@@ -525,21 +526,6 @@ absl::Status WriteModel(const ModelSpec& spec, const std::string& dir) {
     if (!out) return absl::UnavailableError(absl::StrCat("writing ", path, " failed"));
   }
   return WriteSafetensors(spec, dir + "/model.safetensors");
-}
-
-uint16_t FloatToBf16Bits(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, 4);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);
-  bits += 0x7fffu + ((bits >> 16) & 1u);  // Round to nearest, ties to even.
-  return static_cast<uint16_t>(bits >> 16);
-}
-
-float Bf16BitsToFloat(uint16_t bits) {
-  const uint32_t b = static_cast<uint32_t>(bits) << 16;
-  float f;
-  std::memcpy(&f, &b, 4);
-  return f;
 }
 
 }  // namespace tessera::tools

@@ -1,8 +1,8 @@
 // Writes random Gemma 4 ("gemma4_unified") checkpoints of any shape: config.json and
-// generation_config.json laid out like the golden fixture's (../shared/fixtures/gemma4-tiny), and
+// generation_config.json laid out like the golden fixture's (testdata/gemma4-tiny), and
 // model.safetensors with the 12B's tensor names (text, vision and audio), stored bf16 or f32.
 //
-// Values follow ../shared/tools/gemma4_golden.py: norm weights 1 + 0.2 N(0,1), layer_scalar
+// Values follow testdata/gemma4_golden.py: norm weights 1 + 0.2 N(0,1), layer_scalar
 // U(0.5, 1.5), biases 0.1 N(0,1), matrices N(0,1) / sqrt(fan_in), token and position embeddings
 // 0.5 N(0,1); every value is rounded to bf16 (so the f32 and bf16 files of one seed hold the same
 // model). Each tensor draws from its own stream keyed by (seed, name): deterministic, and
@@ -103,9 +103,5 @@ absl::Status WriteSafetensors(const ModelSpec& spec, const std::string& path);
 
 // Writes config.json, generation_config.json and model.safetensors into `dir` (created if needed).
 absl::Status WriteModel(const ModelSpec& spec, const std::string& dir);
-
-// Round-to-nearest-even float -> bfloat16 bits, as PyTorch does (NaN stays NaN).
-uint16_t FloatToBf16Bits(float value);
-float Bf16BitsToFloat(uint16_t bits);
 
 }  // namespace tessera::tools

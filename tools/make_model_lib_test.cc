@@ -9,12 +9,13 @@
 #include <string>
 #include <vector>
 
+#include "base/bf16.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "runtime/model_config.h"
-#include "runtime/safetensors.h"
-#include "tests/testdata.h"
+#include "runtime/model/model_config.h"
+#include "runtime/model/safetensors.h"
+#include "testdata/testdata.h"
 
 namespace tessera::tools {
 namespace {
@@ -29,7 +30,7 @@ std::string ReadAll(const std::string& path) {
   return ss.str();
 }
 
-std::string FixtureDir() { return tessera::testing::SharedFixturesDir() + "/gemma4-tiny"; }
+std::string FixtureDir() { return tessera::testing::FixturesDir() + "/gemma4-tiny"; }
 
 // The JSON header of a safetensors file, exactly as stored (with its padding).
 std::string HeaderOf(const std::string& path) {
@@ -95,7 +96,7 @@ TEST(MakeModelTest, WrittenCheckpointOpensAndHoldsTheGoldenDistributions) {
     // The file holds exactly what TensorValues gives, and every value is bf16-exact.
     EXPECT_EQ(*values, TensorValues(spec, t)) << t.name;
     for (float x : *values) {
-      ASSERT_EQ(x, Bf16BitsToFloat(FloatToBf16Bits(x))) << t.name;
+      ASSERT_EQ(x, Bf16ToFloat(FloatToBf16(x))) << t.name;
       ASSERT_TRUE(std::isfinite(x)) << t.name;
     }
   }
@@ -214,17 +215,16 @@ TEST(MakeModelTest, SpecErrorsNameTheProblem) {
 }
 
 TEST(MakeModelTest, Bf16RoundsToNearestEven) {
-  EXPECT_EQ(FloatToBf16Bits(1.0f), 0x3f80);
+  EXPECT_EQ(FloatToBf16(1.0f), 0x3f80);
   // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even mantissa (1.0).
-  EXPECT_EQ(FloatToBf16Bits(1.0f + 0x1.0p-8f), 0x3f80);
+  EXPECT_EQ(FloatToBf16(1.0f + 0x1.0p-8f), 0x3f80);
   // 1 + 3 * 2^-8 is halfway between 1 + 2^-7 (odd) and 1 + 2^-6 (even): rounds up.
-  EXPECT_EQ(FloatToBf16Bits(1.0f + 3 * 0x1.0p-8f), 0x3f82);
+  EXPECT_EQ(FloatToBf16(1.0f + 3 * 0x1.0p-8f), 0x3f82);
   // Just above halfway rounds up.
-  EXPECT_EQ(FloatToBf16Bits(1.0f + 0x1.0p-8f + 0x1.0p-20f), 0x3f81);
-  EXPECT_EQ(FloatToBf16Bits(-2.0f), 0xc000);
-  EXPECT_TRUE(
-      std::isnan(Bf16BitsToFloat(FloatToBf16Bits(std::numeric_limits<float>::quiet_NaN()))));
-  EXPECT_EQ(Bf16BitsToFloat(FloatToBf16Bits(std::numeric_limits<float>::infinity())),
+  EXPECT_EQ(FloatToBf16(1.0f + 0x1.0p-8f + 0x1.0p-20f), 0x3f81);
+  EXPECT_EQ(FloatToBf16(-2.0f), 0xc000);
+  EXPECT_TRUE(std::isnan(Bf16ToFloat(FloatToBf16(std::numeric_limits<float>::quiet_NaN()))));
+  EXPECT_EQ(Bf16ToFloat(FloatToBf16(std::numeric_limits<float>::infinity())),
             std::numeric_limits<float>::infinity());
 }
 

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "nlohmann/json.hpp"
-#include "runtime/tokenizer.h"
+#include "runtime/prompt/tokenizer.h"
 
 namespace {
 

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "nlohmann/json.hpp"
-#include "runtime/tokenizer.h"
+#include "runtime/prompt/tokenizer.h"
 
 namespace {
 

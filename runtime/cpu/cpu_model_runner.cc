@@ -5,11 +5,11 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "base/logging.h"
 #include "runtime/cpu/kernels.h"
 #include "runtime/cpu/media_embedder.h"
-#include "runtime/logging.h"
+#include "runtime/model/safetensors.h"
 #include "runtime/plan_validation.h"
-#include "runtime/safetensors.h"
 #include "runtime/sampler.h"
 
 namespace tessera::runtime {

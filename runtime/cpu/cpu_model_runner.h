@@ -20,7 +20,7 @@
 #include "absl/status/statusor.h"
 #include "runtime/cpu/kv_cache.h"
 #include "runtime/cpu/thread_pool.h"
-#include "runtime/model_loader.h"
+#include "runtime/model/model_loader.h"
 #include "runtime/model_runner.h"
 
 namespace tessera::runtime {

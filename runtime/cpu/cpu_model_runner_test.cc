@@ -7,9 +7,9 @@
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "runtime/cpu/golden.h"
-#include "runtime/safetensors.h"
-#include "tests/testdata.h"
+#include "runtime/model/safetensors.h"
+#include "runtime/testing/golden.h"
+#include "testdata/testdata.h"
 
 namespace tessera::runtime {
 namespace {
@@ -23,7 +23,7 @@ using cpu::PrefillAll;
 // different summation order agrees to about 1e-5 of the row's largest logit (README: ~1e-4).
 constexpr float kGoldenTolerance = 1e-4f;
 
-std::string FixtureDir() { return tessera::testing::SharedFixturesDir() + "/gemma4-tiny"; }
+std::string FixtureDir() { return tessera::testing::FixturesDir() + "/gemma4-tiny"; }
 
 class CpuModelRunnerTest : public ::testing::Test {
  protected:

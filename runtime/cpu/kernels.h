@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "runtime/cpu/thread_pool.h"
-#include "runtime/weights.h"
+#include "runtime/model/weights.h"
 
 namespace tessera::runtime::cpu {
 

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "runtime/safetensors.h"
+#include "runtime/model/safetensors.h"
 
 namespace tessera::runtime::cpu {
 namespace {

@@ -11,9 +11,9 @@
 
 #include "absl/status/status.h"
 #include "runtime/cpu/thread_pool.h"
-#include "runtime/media.h"
-#include "runtime/model_config.h"
-#include "runtime/weights.h"
+#include "runtime/media/media.h"
+#include "runtime/model/model_config.h"
+#include "runtime/model/weights.h"
 
 namespace tessera::runtime::cpu {
 

@@ -22,6 +22,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/logging.h"
+#include "base/status_macros.h"
 #include "runtime/cuda/attention.h"
 #include "runtime/cuda/bf16.h"
 #include "runtime/cuda/device.h"
@@ -35,10 +37,8 @@
 #include "runtime/cuda/rope_kv.h"
 #include "runtime/cuda/sampling.h"
 #include "runtime/cuda/stream.h"
-#include "runtime/logging.h"
 #include "runtime/plan_validation.h"
 #include "runtime/sampler.h"
-#include "runtime/status_macros.h"
 
 namespace tessera::runtime {
 

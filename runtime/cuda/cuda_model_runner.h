@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "runtime/model_config.h"
-#include "runtime/model_loader.h"
+#include "runtime/model/model_config.h"
+#include "runtime/model/model_loader.h"
 #include "runtime/model_runner.h"
 
 namespace tessera::runtime {

@@ -11,12 +11,12 @@
 
 #include "gtest/gtest.h"
 #include "runtime/cpu/cpu_model_runner.h"
-#include "runtime/cpu/golden.h"
 #include "runtime/cpu/media_embedder.h"
 #include "runtime/cpu/thread_pool.h"
 #include "runtime/cuda/device.h"
 #include "runtime/sampler.h"
-#include "tests/testdata.h"
+#include "runtime/testing/golden.h"
+#include "testdata/testdata.h"
 
 namespace tessera::runtime {
 namespace {
@@ -58,7 +58,7 @@ RowErrors CompareRows(const Prompt& prompt, const float* got, const float* want)
   return e;
 }
 
-std::string FixtureDir() { return tessera::testing::SharedFixturesDir() + "/gemma4-tiny"; }
+std::string FixtureDir() { return tessera::testing::FixturesDir() + "/gemma4-tiny"; }
 
 bool OnEmulation() {
   auto d = cuda::QueryDevices();
@@ -190,8 +190,8 @@ TEST_F(CudaModelRunnerTest, MatchesTheCpuRunner) {
     auto ref = PrefillAll(cpu_runner.get(), &alloc2, g.prompt, 7, &tables2);
     ASSERT_TRUE(ref.ok()) << ref.status();
     const RowErrors e = CompareRows(g.prompt, gpu->data(), ref->data());
-    std::printf("%s: CUDA vs CPU runner: text rows %.3g, media rows %.3g\n", g.name.c_str(),
-                e.text, e.media);
+    std::printf("%s: CUDA vs CPU runner: text rows %.3g, media rows %.3g\n", g.name.c_str(), e.text,
+                e.media);
     EXPECT_LT(e.text, kBf16Tolerance) << g.name;
     EXPECT_LT(e.media, kBf16MediaRowTolerance) << g.name;
   }
@@ -213,8 +213,8 @@ TEST_F(CudaModelRunnerTest, MediaEmbeddingsMatchTheCpuEmbedder) {
     auto gpu = runner->EmbedMedia(item, 0, item.num_rows);
     ASSERT_TRUE(gpu.ok()) << gpu.status();
     std::vector<float> ref(item.num_rows * H);
-    cpu::EmbedMediaRows((*model_)->config, *(*model_)->weights, item, 0, item.num_rows,
-                        ref.data(), H, &pool);
+    cpu::EmbedMediaRows((*model_)->config, *(*model_)->weights, item, 0, item.num_rows, ref.data(),
+                        H, &pool);
     const float err = cpu::MaxRowRelativeError(gpu->data(), ref.data(), item.num_rows, H);
     std::printf("%s embeddings: %.3g\n", item.kind == MediaKind::kImage ? "image" : "audio", err);
     EXPECT_LT(err, 2e-2f);
@@ -331,9 +331,9 @@ TEST_F(CudaModelRunnerTest, BatchedDecodeMatchesAloneAndGraphsMatchEager) {
     BatchedResult alone = DecodeBatched(eager.get(), {prompts[i]}, steps);
     ASSERT_EQ(alone.last_logits.size(), 1u);
     ASSERT_EQ(alone.last_logits[0].size(), a.last_logits[i].size());
-    EXPECT_LT(cpu::MaxRowRelativeError(alone.last_logits[0].data(), a.last_logits[i].data(), 1,
-                                       512),
-              kBf16Tolerance)
+    EXPECT_LT(
+        cpu::MaxRowRelativeError(alone.last_logits[0].data(), a.last_logits[i].data(), 1, 512),
+        kBf16Tolerance)
         << "sequence " << i;
     if (OnEmulation()) {
       EXPECT_EQ(alone.tokens[0], a.tokens[i]) << "sequence " << i;
@@ -393,8 +393,8 @@ TEST_F(CudaModelRunnerTest, GpuSamplingAgreesWithTheCpuSamplerOnTheSameLogits) {
       StepOutput out;
       absl::Status st = runner->Execute(plan, &out);
       ASSERT_TRUE(st.ok()) << st;
-      const SampleResult cpu = Sample(out.seqs[0].logits.data(), 512, sp.sampling,
-                                      sp.sampling_context);
+      const SampleResult cpu =
+          Sample(out.seqs[0].logits.data(), 512, sp.sampling, sp.sampling_context);
       ++total;
       if (cpu.token != out.seqs[0].sampled.token) ++mismatches;
       EXPECT_NEAR(cpu.logprob, out.seqs[0].sampled.logprob, 1e-4) << "case " << c;
@@ -455,13 +455,16 @@ TEST_F(CudaModelRunnerTest, MalformedPlansAreInvalidArgument) {
   expect_invalid(plan_with([](SequencePlan* sp) { sp->token_ids = {2, 512}; }), "vocabulary");
   expect_invalid(plan_with([](SequencePlan* sp) { sp->block_tables = {{0}}; }), "block tables");
   expect_invalid(plan_with([](SequencePlan* sp) { sp->block_tables[1] = {256}; }), "pool has");
-  expect_invalid(plan_with([](SequencePlan* sp) { sp->token_ids.assign(129, 2);
-                                                  sp->block_tables = {std::vector<int32_t>(33, 0),
-                                                                      std::vector<int32_t>(33, 0)}; }),
+  expect_invalid(plan_with([](SequencePlan* sp) {
+                   sp->token_ids.assign(129, 2);
+                   sp->block_tables = {std::vector<int32_t>(33, 0), std::vector<int32_t>(33, 0)};
+                 }),
                  "max_step_tokens");
   expect_invalid(plan_with([](SequencePlan* sp) { sp->start_pos = 511; }), "max_seq_len");
   expect_invalid(plan_with([](SequencePlan* sp) { sp->logits_rows = {2}; }), "logits row");
-  expect_invalid(plan_with([](SequencePlan* sp) { sp->bidirectional = {{0, 5}}; }),
+  expect_invalid(plan_with([](SequencePlan* sp) {
+                   sp->bidirectional = {{0, 5}};
+                 }),
                  "bidirectional");
   // The runner still works after refusing plans.
   EXPECT_TRUE(plan_with([](SequencePlan*) {}).ok());

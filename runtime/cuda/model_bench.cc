@@ -31,14 +31,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/status_macros.h"
 #include "runtime/cuda/cuda_model_runner.h"
 #include "runtime/cuda/device.h"
 #include "runtime/cuda/device_memory.h"
 #include "runtime/cuda/gemm.h"
 #include "runtime/cuda/random_fill.h"
-#include "runtime/model_config.h"
+#include "runtime/model/model_config.h"
 #include "runtime/model_runner.h"
-#include "runtime/status_macros.h"
 
 namespace tessera::runtime {
 namespace {
@@ -88,7 +88,7 @@ std::string Gemma4_12BConfigJson() {
 })");
 }
 
-// The shape of /work/shared/fixtures/gemma4-tiny/config.json (for --smoke).
+// The shape of testdata/gemma4-tiny/config.json (for --smoke).
 std::string TinyConfigJson() {
   return absl::StrCat(R"({
   "architectures": ["Gemma4UnifiedForConditionalGeneration"],

@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
-#include "runtime/image.h"
+#include "runtime/media/image.h"
 
 namespace tessera::runtime {
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "runtime/tokenizer.h"
+#include "runtime/prompt/tokenizer.h"
 
 namespace tessera::runtime {
 

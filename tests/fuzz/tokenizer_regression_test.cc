@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "runtime/tokenizer.h"
+#include "runtime/prompt/tokenizer.h"
 #include "tests/fuzz/tokenizer_fuzz.h"
 
 namespace tessera::runtime {

