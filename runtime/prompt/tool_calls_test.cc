@@ -28,9 +28,9 @@ std::string ReadFile(const std::string& path) {
 std::string TemplateCallBody(const std::string& name, const Json& arguments) {
   ChatTemplateInput input;
   input.add_generation_prompt = false;
-  input.messages = Json::array(
-      {{{"role", "assistant"},
-        {"tool_calls", {{{"function", {{"name", name}, {"arguments", arguments}}}}}}}});
+  input.messages =
+      Json::array({{{"role", "assistant"},
+                    {"tool_calls", {{{"function", {{"name", name}, {"arguments", arguments}}}}}}}});
   absl::StatusOr<std::string> rendered = RenderGemma4ChatTemplate(input);
   EXPECT_TRUE(rendered.ok()) << rendered.status();
   const size_t begin = rendered->find(kToolCallBegin);
@@ -100,7 +100,8 @@ TEST(ToolCallsTest, DeepNestingWithinTheLimitRoundTrips) {
 
 TEST(ToolCallsTest, FunctionNamesAsAgentsWriteThem) {
   for (const char* name : {"get_weather", "tools.shell-exec", "mcp__github__create_issue", "f1"}) {
-    absl::StatusOr<ParsedToolCall> call = ParseGemmaToolCall(TemplateCallBody(name, Json::object()));
+    absl::StatusOr<ParsedToolCall> call =
+        ParseGemmaToolCall(TemplateCallBody(name, Json::object()));
     ASSERT_TRUE(call.ok()) << call.status();
     EXPECT_EQ(call->name, name);
     EXPECT_EQ(call->arguments, "{}");
@@ -224,15 +225,14 @@ class FoldToolResultsTest : public ::testing::Test {
 };
 
 // OpenAI's shape (an assistant message with tool_calls, then a `tool` message holding the result as
-// text) renders exactly as jinja2 rendered the template's own shape (tool_responses on the assistant
-// message) in testdata/chat_template/renders.json.
+// text) renders exactly as jinja2 rendered the template's own shape (tool_responses on the
+// assistant message) in testdata/chat_template/renders.json.
 TEST_F(FoldToolResultsTest, OpenAiToolTurnRendersAsTheReferenceRender) {
   const Json& c = Case("tool_call_and_response");
   Conversation conv;
   conv.tools_json = c["input"]["tools"].dump();
   conv.messages.push_back(Text("user", "Weather in Paris?"));
-  conv.messages.push_back(
-      Calls({{"get_weather", R"({"city": "Paris", "unit": "celsius"})"}}));
+  conv.messages.push_back(Calls({{"get_weather", R"({"city": "Paris", "unit": "celsius"})"}}));
   conv.messages.push_back(Text("tool", R"({"temperature": 21, "sky": "clear"})"));
   absl::StatusOr<std::vector<Message>> folded = FoldToolResults(conv.messages);
   ASSERT_TRUE(folded.ok()) << folded.status();
