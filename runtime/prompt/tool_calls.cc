@@ -1,5 +1,7 @@
 #include "runtime/prompt/tool_calls.h"
 
+#include <cmath>
+#include <cstdlib>
 #include <set>
 #include <utility>
 
@@ -218,7 +220,12 @@ class ValueReader {
       pos_ = start;
       return Error("a number followed by ',', '}' or ']'");
     }
-    out->append(s_.substr(start, pos_ - start));
+    const std::string text(s_.substr(start, pos_ - start));
+    if (!std::isfinite(std::strtod(text.c_str(), nullptr))) {
+      pos_ = start;
+      return Error("a number a double can hold (this one overflows to infinity)");
+    }
+    out->append(text);
     return absl::OkStatus();
   }
 

@@ -144,6 +144,7 @@ TEST(ToolCallsTest, MalformedCallsAreRefusedWithTheReason) {
       {"call:f{a:1,a:2}", "duplicate key 'a'"},
       {"call:f{a:nan}", "NaN and infinities"},
       {"call:f{a:-inf}", "NaN and infinities"},
+      {"call:f{a:1e999}", "overflows to infinity"},
       {"call:f{a:<|\"|>open}", "a string closed by"},
       {"call:f{a:1} trailing", "the end of the arguments"},
       {"call:f{a:1", "',' or '}'"},
