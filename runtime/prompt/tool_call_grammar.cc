@@ -1,7 +1,9 @@
 #include "runtime/prompt/tool_call_grammar.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
+#include <optional>
 #include <set>
 #include <string_view>
 #include <utility>
@@ -9,6 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/prompt/tool_calls.h"
+#include "runtime/structured/regex_parser.h"
+#include "runtime/structured/schema_patterns.h"
 
 namespace tessera::runtime {
 namespace {
@@ -58,9 +62,26 @@ const std::set<std::string, std::less<>>& IgnoredKeywords() {
 }
 
 const std::set<std::string, std::less<>>& EnforcedKeywords() {
-  static const auto* const kSet = new std::set<std::string, std::less<>>{
-      "type",     "enum",     "const",     "anyOf",     "properties",           "required", "items",
-      "minItems", "maxItems", "minLength", "maxLength", "additionalProperties", "nullable", "$ref"};
+  static const auto* const kSet = new std::set<std::string, std::less<>>{"type",
+                                                                         "enum",
+                                                                         "const",
+                                                                         "anyOf",
+                                                                         "properties",
+                                                                         "required",
+                                                                         "items",
+                                                                         "minItems",
+                                                                         "maxItems",
+                                                                         "minLength",
+                                                                         "maxLength",
+                                                                         "additionalProperties",
+                                                                         "nullable",
+                                                                         "$ref",
+                                                                         "pattern",
+                                                                         "format",
+                                                                         "minimum",
+                                                                         "maximum",
+                                                                         "exclusiveMinimum",
+                                                                         "exclusiveMaximum"};
   return *kSet;
 }
 
@@ -144,13 +165,21 @@ class Builder {
 
     std::vector<std::string> types;
     if (auto t = schema.find("type"); t == schema.end()) {
-      if (schema.contains("properties")) {
-        types = {"object"};
-      } else if (schema.contains("items")) {
-        types = {"array"};
-      } else {
-        return GenericValue();
+      // No type: the keywords present say which (their constraints apply to those types only, and
+      // other types would be unconstrained; generating the constrained ones stays valid).
+      auto any = [&](std::initializer_list<const char*> keys) {
+        for (const char* k : keys) {
+          if (schema.contains(k)) return true;
+        }
+        return false;
+      };
+      if (any({"properties", "required", "additionalProperties"})) types.push_back("object");
+      if (any({"items", "minItems", "maxItems"})) types.push_back("array");
+      if (any({"pattern", "format", "minLength", "maxLength"})) types.push_back("string");
+      if (any({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})) {
+        types.push_back("number");
       }
+      if (types.empty()) return GenericValue();
     } else if (t->is_string()) {
       types = {t->get<std::string>()};
     } else if (t->is_array() && !t->empty()) {
@@ -169,9 +198,9 @@ class Builder {
       if (type == "string") {
         c = String(schema, pointer);
       } else if (type == "integer") {
-        c = Integer();
+        c = BoundedNumber(schema, pointer, /*integer=*/true);
       } else if (type == "number") {
-        c = Number();
+        c = BoundedNumber(schema, pointer, /*integer=*/false);
       } else if (type == "boolean") {
         c = structured::Choice({structured::Literal("true"), structured::Literal("false")});
       } else if (type == "null") {
@@ -335,6 +364,12 @@ class Builder {
   // minLength..maxLength code points. Graph node (i, k): i code points read (capped at the count
   // that still matters), k characters of <|"|> just matched.
   absl::StatusOr<ExprPtr> String(const Json& schema, const std::string& pointer) {
+    const bool has_length = schema.contains("minLength") || schema.contains("maxLength");
+    if (has_length + schema.contains("pattern") + schema.contains("format") > 1) {
+      return Refuse(pointer, "a string may have only one of pattern, format, minLength/maxLength");
+    }
+    if (schema.contains("pattern") || schema.contains("format"))
+      return PatternString(schema, pointer);
     absl::StatusOr<std::pair<int, int>> bounds =
         Bounds(schema, "minLength", "maxLength", pointer, kMaxCountedStringLength);
     if (!bounds.ok()) return bounds.status();
@@ -371,6 +406,116 @@ class Builder {
         {Marker(kGemmaQuote),
          structured::Graph(5 * layers, node(0, 0), std::move(finals), std::move(edges)),
          Marker(kGemmaQuote)});
+  }
+
+  // A string matching `pattern` (anywhere unless anchored, as JSON Schema says) or a `format`,
+  // written raw between quote markers. Its characters never include '<', so it never contains the
+  // closing marker: a subset of the valid strings, as every generated value must validate.
+  absl::StatusOr<ExprPtr> PatternString(const Json& schema, const std::string& pointer) {
+    auto encode = [](const structured::CodepointRanges& ranges) {
+      structured::CodepointRanges kept;
+      for (auto [lo, hi] : ranges) {
+        if (lo <= '<' && '<' <= hi) {
+          if (lo < '<') kept.emplace_back(lo, '<' - 1);
+          if (hi > '<') kept.emplace_back('<' + 1, hi);
+        } else {
+          kept.emplace_back(lo, hi);
+        }
+      }
+      return kept.empty() ? structured::Nothing() : structured::CodepointSet(kept);
+    };
+    std::string pattern;
+    if (auto f = schema.find("format"); f != schema.end()) {
+      if (!f->is_string()) return Refuse(pointer, "'format' must be a string");
+      absl::StatusOr<std::string> p = structured::FormatPattern(f->get<std::string>());
+      if (!p.ok()) return Refuse(pointer, std::string(p.status().message()));
+      pattern = *p;
+    } else {
+      if (!schema["pattern"].is_string()) return Refuse(pointer, "'pattern' must be a string");
+      pattern = schema["pattern"].get<std::string>();
+    }
+    structured::RegexOptions options;
+    options.ecmascript_dot = true;
+    absl::StatusOr<structured::ParsedRegex> parsed =
+        structured::ParseRegex(pattern, encode, options);
+    if (!parsed.ok()) return Refuse(pointer, absl::StrCat("pattern: ", parsed.status().message()));
+    const bool whole = schema.contains("format");
+    const ExprPtr any = structured::Star(encode({{0, structured::kMaxCodepoint}}));
+    std::vector<ExprPtr> parts = {Marker(kGemmaQuote)};
+    if (!whole && !parsed->anchored_start) parts.push_back(any);
+    parts.push_back(parsed->expr);
+    if (!whole && !parsed->anchored_end) parts.push_back(any);
+    parts.push_back(Marker(kGemmaQuote));
+    return structured::Sequence(std::move(parts));
+  }
+
+  // minimum / maximum / exclusiveMinimum / exclusiveMaximum (numbers, or draft-4 booleans), as the
+  // regular languages of schema_patterns.h; without bounds, any number Python writes.
+  absl::StatusOr<ExprPtr> BoundedNumber(const Json& schema, const std::string& pointer,
+                                        bool integer) {
+    std::optional<std::pair<double, bool>> bound[2];  // lower, upper: value and exclusive
+    const char* keys[2][2] = {{"minimum", "exclusiveMinimum"}, {"maximum", "exclusiveMaximum"}};
+    for (int side = 0; side < 2; ++side) {
+      bool draft4 = false;
+      auto consider = [&](double v, bool exclusive) {
+        auto& b = bound[side];
+        const bool tighter =
+            !b || (side == 0 ? v > b->first : v < b->first) || (v == b->first && exclusive);
+        if (tighter) b = std::make_pair(v, exclusive);
+      };
+      if (auto e = schema.find(keys[side][1]); e != schema.end()) {
+        if (e->is_boolean()) {
+          draft4 = e->get<bool>();
+        } else if (e->is_number()) {
+          consider(e->get<double>(), true);
+        } else {
+          return Refuse(pointer, absl::StrCat("'", keys[side][1], "' must be a number"));
+        }
+      }
+      if (auto m = schema.find(keys[side][0]); m != schema.end()) {
+        if (!m->is_number()) {
+          return Refuse(pointer, absl::StrCat("'", keys[side][0], "' must be a number"));
+        }
+        consider(m->get<double>(), draft4);
+      }
+      if (bound[side] && std::fabs(bound[side]->first) > 1e15) {
+        return Refuse(pointer, "number bounds beyond +/-1e15 are not supported");
+      }
+    }
+    if (!bound[0] && !bound[1]) return integer ? Integer() : Number();
+    std::string pattern;
+    if (integer) {
+      std::optional<int64_t> lo, hi;
+      if (bound[0]) {
+        lo = static_cast<int64_t>(bound[0]->second ? std::floor(bound[0]->first) + 1
+                                                   : std::ceil(bound[0]->first));
+      }
+      if (bound[1]) {
+        hi = static_cast<int64_t>(bound[1]->second ? std::ceil(bound[1]->first) - 1
+                                                   : std::floor(bound[1]->first));
+      }
+      if (lo && hi && *lo > *hi) return Refuse(pointer, "the integer bounds leave no value");
+      pattern = structured::IntegerRangePattern(lo, hi, 15);
+    } else {
+      std::optional<structured::NumberBound> lo, hi;
+      for (int side = 0; side < 2; ++side) {
+        if (!bound[side]) continue;
+        if (std::floor(bound[side]->first) != bound[side]->first) {
+          return Refuse(pointer, "non-integer bounds on a number are not supported");
+        }
+        (side == 0 ? lo : hi) =
+            structured::NumberBound{static_cast<int64_t>(bound[side]->first), bound[side]->second};
+      }
+      if (lo && hi &&
+          (lo->value > hi->value || (lo->value == hi->value && (lo->exclusive || hi->exclusive)))) {
+        return Refuse(pointer, "the number bounds leave no value");
+      }
+      pattern = structured::NumberRangePattern(lo, hi, 15);
+    }
+    absl::StatusOr<structured::ParsedRegex> parsed = structured::ParseRegex(
+        pattern, [](const structured::CodepointRanges& r) { return structured::CodepointSet(r); });
+    if (!parsed.ok()) return parsed.status();
+    return parsed->expr;
   }
 
   absl::StatusOr<std::pair<int, int>> Bounds(const Json& schema, const char* min_key,
@@ -492,7 +637,17 @@ absl::StatusOr<structured::Grammar> BuildToolCallGrammar(const Json& tools,
                                                    "', which is not among the request's tools"));
   }
   ExprPtr one = calls.size() == 1 ? calls[0] : structured::Choice(std::move(calls));
-  grammar.rule_bodies[grammar.root] = options.parallel_tool_calls ? structured::Plus(one) : one;
+  if (options.parallel_tool_calls) {
+    // calls ::= call calls? as a recursive rule rather than call+: a loop around the call's whole
+    // automaton made some argument languages (numbers with exclusive bounds) determinize into
+    // more than 200000 states; the recursion keeps one call's automaton and a stack frame per call.
+    const int rest = grammar.AddRule("calls");
+    grammar.rule_bodies[rest] =
+        structured::Sequence({one, structured::Optional(structured::RuleRef(rest))});
+    grammar.rule_bodies[grammar.root] = structured::RuleRef(rest);
+  } else {
+    grammar.rule_bodies[grammar.root] = one;
+  }
   return grammar;
 }
 

@@ -13,11 +13,13 @@
 // it): `type` (one or a list), `enum` / `const` of strings, integers, booleans and null, `anyOf`,
 // objects (`properties`, `required`; declared properties only unless there are none and
 // `additionalProperties` allows others), arrays (`items`, `minItems`, `maxItems`), strings
-// (`minLength`, `maxLength` up to kMaxCountedStringLength), `$ref` into `$defs` / `definitions`
-// (recursion included), OpenAPI's `nullable`. Annotations (`description`, `title`, `default`,
-// `examples`, `$schema`, `$id`, `$comment`, `deprecated`, `readOnly`, `writeOnly`) are ignored.
-// Anything else (`pattern`, `format`, `minimum`, `oneOf`, ...) is refused by name rather than
-// silently not enforced. An empty schema `{}` accepts any value.
+// (`minLength`, `maxLength` up to kMaxCountedStringLength; or `pattern`, or a `format` that
+// runtime/structured/schema_patterns.h knows, generated without '<'), numbers (`minimum`,
+// `maximum`, `exclusiveMinimum`, `exclusiveMaximum`, integer-valued for `number`), `$ref` into
+// `$defs` / `definitions` (recursion included), OpenAPI's `nullable`. Annotations (`description`,
+// `title`, `default`, `examples`, `$schema`, `$id`, `$comment`, `deprecated`, `readOnly`,
+// `writeOnly`) are ignored. Anything else (`oneOf`, `multipleOf`, `uniqueItems`, ...) is refused by
+// name rather than silently not enforced. An empty schema `{}` accepts any value.
 //
 // A string without maxLength is unbounded: a model that writes random text (the built-in random
 // one) rarely spells the closing <|"|> and runs to max_tokens. Give such strings a maxLength or an

@@ -43,6 +43,14 @@ const char kTools[] = R"([
       "lang": {"const": "en"}, "max": {"type": "integer"},
       "Sub": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/Filter"}]}},
       "required": ["lang", "Sub"]}}}}},
+  {"type": "function", "function": {"name": "book", "parameters": {"type": "object",
+    "properties": {
+      "airport": {"type": "string", "pattern": "^[A-Z]{3}$"},
+      "code": {"type": "string", "pattern": "^x[0-9]+y$"},
+      "date": {"type": "string", "format": "date"},
+      "seats": {"type": "integer", "minimum": 1, "maximum": 9},
+      "budget": {"type": "number", "exclusiveMinimum": 0, "maximum": 5000}},
+    "required": ["airport", "date", "seats", "budget"]}}},
   {"type": "function", "function": {"name": "ping"}}
 ])";
 
@@ -99,6 +107,13 @@ TEST(ToolCallGrammarTest, AcceptsExactlyTheTemplateRenderingOfValidCalls) {
       Json::array({Call("search",
                         {{"query", ""}, {"tags", {"b"}}, {"filter", filter}, {"score", nullptr}})}),
       Json::array({Call("ping", Json::object())}),
+      Json::array({Call("book", {{"airport", "CDG"},
+                                 {"code", "x12y"},
+                                 {"date", "2026-02-28"},
+                                 {"seats", 9},
+                                 {"budget", 1234.5}})}),
+      Json::array({Call(
+          "book", {{"airport", "NRT"}, {"date", "2025-12-01"}, {"seats", 1}, {"budget", 5000}})}),
       // Parallel calls.
       Json::array({Call("ping", Json::object()), Call("get_weather", {{"city", "Rome"}})}),
   };
@@ -121,6 +136,19 @@ TEST(ToolCallGrammarTest, AcceptsExactlyTheTemplateRenderingOfValidCalls) {
                                    {"tags", {"a"}},
                                    {"filter", {{"lang", "fr"}, {"Sub", nullptr}}}})}),  // const
       Json::array({Call("unknown", Json::object())}),
+      Json::array({Call(
+          "book",
+          {{"airport", "cdg"}, {"date", "2026-02-28"}, {"seats", 1}, {"budget", 1}})}),  // pattern
+      Json::array({Call(
+          "book",
+          {{"airport", "CDG"}, {"date", "28/02/2026"}, {"seats", 1}, {"budget", 1}})}),  // format
+      Json::array({Call(
+          "book",
+          {{"airport", "CDG"}, {"date", "2026-02-28"}, {"seats", 10}, {"budget", 1}})}),  // maximum
+      Json::array({Call("book", {{"airport", "CDG"},
+                                 {"date", "2026-02-28"},
+                                 {"seats", 1},
+                                 {"budget", 0}})}),  // exclusiveMinimum
   };
   for (const Json& calls : invalid) {
     const std::string text = TemplateCalls(calls);
@@ -156,10 +184,18 @@ TEST(ToolCallGrammarTest, NamedFunctionAndSingleCall) {
 
 TEST(ToolCallGrammarTest, UnenforceableSchemasAreRefusedByKeyword) {
   const std::pair<const char*, const char*> kCases[] = {
-      {R"({"type": "object", "properties": {"s": {"type": "string", "pattern": "^a"}}})",
-       "at /properties/s: the keyword 'pattern' is not supported"},
-      {R"({"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}})",
-       "the keyword 'minimum'"},
+      {R"({"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}})",
+       "at /properties/n: the keyword 'multipleOf' is not supported"},
+      {R"({"type": "object", "properties": {"a": {"type": "array", "uniqueItems": true}}})",
+       "the keyword 'uniqueItems'"},
+      {R"({"type": "object", "properties": {"s": {"type": "string", "format": "color"}}})",
+       "color"},
+      {R"j({"type": "object", "properties": {"s": {"type": "string", "pattern": "(?=a)"}}})j",
+       "pattern:"},
+      {R"({"type": "object", "properties": {"s": {"pattern": "a", "maxLength": 3}}})",
+       "only one of pattern, format, minLength/maxLength"},
+      {R"({"type": "object", "properties": {"n": {"type": "number", "minimum": 0.5}}})",
+       "non-integer bounds"},
       {R"({"type": "object", "properties": {"x": {"oneOf": [{"type": "string"}]}}})",
        "the keyword 'oneOf'"},
       {R"({"type": "object", "properties": {"s": {"type": "string", "maxLength": 100000}}})",
@@ -212,6 +248,21 @@ void ExpectValid(const ParsedToolCall& call) {
       ASSERT_TRUE(f.contains("Sub"));
     }
     if (args.contains("score")) EXPECT_TRUE(args["score"].is_number() || args["score"].is_null());
+  } else if (call.name == "book") {
+    const std::string airport = args["airport"].get<std::string>();
+    ASSERT_EQ(airport.size(), 3u);
+    for (char c : airport) EXPECT_TRUE(c >= 'A' && c <= 'Z') << airport;
+    if (args.contains("code")) {
+      const std::string code = args["code"].get<std::string>();
+      EXPECT_NE(code.find('x'), std::string::npos) << code;
+    }
+    const std::string date = args["date"].get<std::string>();
+    EXPECT_EQ(date.size(), 10u) << date;
+    EXPECT_TRUE(args["seats"].is_number_integer());
+    EXPECT_GE(args["seats"].get<int>(), 1);
+    EXPECT_LE(args["seats"].get<int>(), 9);
+    EXPECT_GT(args["budget"].get<double>(), 0);
+    EXPECT_LE(args["budget"].get<double>(), 5000);
   } else {
     EXPECT_EQ(call.name, "ping");
     EXPECT_TRUE(args.empty());
