@@ -80,6 +80,10 @@ class Automaton {
   // Symbol kFirstTokenSymbol + k is token token_symbols()[k].
   const std::vector<int32_t>& token_symbols() const { return token_symbols_; }
 
+  // Raw tables for tight loops: next_table()[state * num_classes() + class], class_table()[symbol].
+  const int32_t* next_table() const { return next_.data(); }
+  const uint16_t* class_table() const { return symbol_class_.data(); }
+
   // Approximate heap bytes held (for cache accounting).
   size_t MemoryBytes() const;
 

@@ -41,9 +41,7 @@ void CompiledGrammar::ExactStackMask(const int32_t* frames, int len, uint64_t* m
   StackSet start;
   start.flat.push_back(len);
   start.flat.insert(start.flat.end(), frames, frames + len);
-  std::vector<int32_t> accepted;
-  walker.Walk(start, 0, vocabulary_->trie().num_nodes(), 0, -1, &accepted, nullptr);
-  for (int32_t id : accepted) BitmaskSet(mask, id);
+  walker.Walk(start, 0, vocabulary_->trie().num_nodes(), 0, -1, mask, nullptr);
   for (const auto& [token, symbol] : named_tokens_) {
     StackSet out;
     walker.stepper().Step(start, automaton_->ClassOf(symbol), &out);
@@ -56,7 +54,6 @@ void CompiledGrammar::FillMask(const StackSet& state, uint64_t* mask) const {
   const TokenTrie& trie = vocabulary_->trie();
   bool written = false;
   std::unique_ptr<TrieWalker> walker;  // only for escapes (recursive grammars)
-  std::vector<int32_t> accepted;
   // A token can push at most this many frames per byte (one call chain through distinct rules).
   const int depth_margin = vocabulary_->max_token_bytes() * automaton_->num_rules() + 1;
   state.ForEachStack([&](const int32_t* frames, int len) {
@@ -81,11 +78,9 @@ void CompiledGrammar::FillMask(const StackSet& state, uint64_t* mask) const {
     walker->stepper().AddClosure(frames, len - 1);
     walker->stepper().Finish(&caller);
     if (!caller.has_stacks()) return;  // the caller ends too: nothing may follow
-    accepted.clear();
     for (int32_t node : table->escape_nodes) {
-      walker->Walk(caller, node + 1, trie.end[node], trie.depth[node], -1, &accepted, nullptr);
+      walker->Walk(caller, node + 1, trie.end[node], trie.depth[node], -1, mask, nullptr);
     }
-    for (int32_t id : accepted) BitmaskSet(mask, id);
   });
   if (!written) std::memset(mask, 0, words * sizeof(uint64_t));
 }

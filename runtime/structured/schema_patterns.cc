@@ -24,10 +24,11 @@ constexpr char kDuration[] =
     "P(?:(?:\\d{1,4}Y(?:\\d{1,4}M)?(?:\\d{1,4}D)?|\\d{1,4}M(?:\\d{1,4}D)?|\\d{1,4}D)"
     "(?:T(?:\\d{1,4}H(?:\\d{1,4}M)?(?:\\d{1,4}S)?|\\d{1,4}M(?:\\d{1,4}S)?|\\d{1,4}S))?|"
     "T(?:\\d{1,4}H(?:\\d{1,4}M)?(?:\\d{1,4}S)?|\\d{1,4}M(?:\\d{1,4}S)?|\\d{1,4}S)|\\d{1,4}W)";
-// Dot-atoms of RFC 5322's common characters @ a host of 2 to 3 labels.
+// Dot-atoms of RFC 5322's common characters @ labels, the last alphabetic (the shape of
+// ajv-formats' email pattern, whose parts are unbounded too).
 constexpr char kEmail[] =
-    "[A-Za-z0-9_+-]{1,32}(?:\\.[A-Za-z0-9_+-]{1,32}){0,3}@"
-    "(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?\\.){1,2}[A-Za-z]{2,12}";
+    "[A-Za-z0-9_+-]+(?:\\.[A-Za-z0-9_+-]+)*@"
+    "(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\\.)+[A-Za-z]{2,}";
 // Up to 3 labels of 1..63 characters (at most 191 characters, under the 253 limit).
 constexpr char kHostname[] =
     "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
@@ -87,8 +88,10 @@ std::string NonNegativeNumber(uint64_t lo, bool lo_strict, std::optional<uint64_
                               bool hi_strict, int max_digits) {
   const std::string any_frac = absl::StrCat("(?:\\.\\d{1,", max_digits, "})?");
   const std::string zero_frac = absl::StrCat("(?:\\.0{1,", max_digits, "})?");
+  // Zeros, then the first non-zero digit: deterministic (`\\d*[1-9]\\d*` is not, and its DFA
+  // construction is exponential in the bound).
   const std::string nonzero_frac =
-      absl::StrCat("\\.\\d{0,", max_digits, "}[1-9]\\d{0,", max_digits, "}");
+      absl::StrCat("\\.0{0,", max_digits - 1, "}[1-9]\\d{0,", max_digits - 1, "}");
   const uint64_t top = hi ? *hi : MaxWithDigits(max_digits);
   if (hi && lo == *hi) {
     if (lo_strict || hi_strict) return "";

@@ -41,6 +41,35 @@ TokenSet TokenSet::FromIds(std::vector<int32_t> ids, int vocab_size) {
   return s;
 }
 
+TokenSet TokenSet::FromBitmask(const uint64_t* mask, int vocab_size) {
+  const int words = BitmaskWords(vocab_size);
+  TokenSet s;
+  s.vocab_size_ = vocab_size;
+  for (int w = 0; w < words; ++w) s.count_ += __builtin_popcountll(mask[w]);
+  const int list_limit = std::max(64, vocab_size / 16);
+  if (s.count_ <= list_limit) {
+    s.kind_ = Kind::kList;
+    s.ids_.reserve(s.count_);
+    for (int w = 0; w < words; ++w) {
+      for (uint64_t bits = mask[w]; bits != 0; bits &= bits - 1) {
+        s.ids_.push_back(w * 64 + __builtin_ctzll(bits));
+      }
+    }
+  } else if (vocab_size - s.count_ <= list_limit) {
+    s.kind_ = Kind::kComplement;
+    s.ids_.reserve(vocab_size - s.count_);
+    for (int w = 0; w < words; ++w) {
+      uint64_t bits = ~mask[w];
+      if (w == words - 1 && (vocab_size & 63) != 0) bits &= (uint64_t{1} << (vocab_size & 63)) - 1;
+      for (; bits != 0; bits &= bits - 1) s.ids_.push_back(w * 64 + __builtin_ctzll(bits));
+    }
+  } else {
+    s.kind_ = Kind::kBitset;
+    s.bits_.assign(mask, mask + words);
+  }
+  return s;
+}
+
 void TokenSet::WriteTo(uint64_t* mask) const {
   const int words = BitmaskWords(vocab_size_);
   switch (kind_) {
@@ -110,7 +139,7 @@ void TrieWalker::SetLevel(int d) {
 }
 
 bool TrieWalker::Walk(const StackSet& start, int begin, int end, int base_depth, int escape_rule,
-                      std::vector<int32_t>* accepted, std::vector<int32_t>* escapes) {
+                      uint64_t* accepted, std::vector<int32_t>* escapes) {
   const TokenTrie& t = v_.trie();
   bool ok = true;
   configs_[0] = start;
@@ -157,7 +186,7 @@ bool TrieWalker::Walk(const StackSet& start, int begin, int end, int base_depth,
       i = t.end[i];
       continue;
     }
-    for (int k = t.token_begin[i]; k < t.token_begin[i + 1]; ++k) accepted->push_back(t.tokens[k]);
+    for (int k = t.token_begin[i]; k < t.token_begin[i + 1]; ++k) BitmaskSet(accepted, t.tokens[k]);
     if (accepting && escape_rule >= 0 && t.end[i] > i + 1) {
       for (int c = i + 1; c < t.end[i]; c = t.end[c]) {
         if (a_.MayFollowRule(escape_rule, t.byte[c])) {
@@ -169,6 +198,37 @@ bool TrieWalker::Walk(const StackSet& start, int begin, int end, int base_depth,
     i = has_stacks ? i + 1 : t.end[i];
   }
   return ok;
+}
+
+void TrieWalker::WalkDfa(int32_t start, uint64_t* accepted) {
+  const TokenTrie& t = v_.trie();
+  const int nc = a_.num_classes();
+  const int32_t* next = a_.next_table();
+  const uint16_t* cls = a_.class_table();
+  const uint8_t* bytes = t.byte.data();
+  const uint16_t* depth = t.depth.data();
+  const int32_t* end = t.end.data();
+  const int32_t* token_begin = t.token_begin.data();
+  const int32_t* tokens = t.tokens.data();
+  std::vector<int32_t>& state = buf_;  // state after depth d bytes
+  state.assign(v_.max_token_bytes() + 1, -1);
+  state[0] = start;
+  const int n = t.num_nodes();
+  for (int i = 0; i < n;) {
+    const int d = depth[i];
+    const int32_t s = next[state[d - 1] * nc + cls[bytes[i]]];
+    if (s < 0) {
+      i = end[i];
+      continue;
+    }
+    for (int k = token_begin[i]; k < token_begin[i + 1]; ++k) BitmaskSet(accepted, tokens[k]);
+    if (!a_.HasMoves(s)) {  // the text is complete: nothing may follow
+      i = end[i];
+      continue;
+    }
+    state[d] = s;
+    ++i;
+  }
 }
 
 // ---- TokenTables ----
@@ -187,9 +247,11 @@ std::vector<int32_t> ShortHorizonClasses(const Automaton& a, int rounds) {
     for (int s = 0; s < n; ++s) {
       if (a.RuleHasCalls(a.RuleOf(s))) continue;
       part[s] = true;
-      block[s] =
-          ids.emplace(std::make_pair(a.RuleOf(s), a.IsFinal(s)), static_cast<int>(ids.size()))
-              .first->second;
+      // Where a rule is never called, ending it only ends the text: a token that ends there is
+      // accepted either way, so finality does not tell states apart.
+      const bool final = a.RuleIsCalled(a.RuleOf(s)) && a.IsFinal(s);
+      block[s] = ids.emplace(std::make_pair(a.RuleOf(s), final), static_cast<int>(ids.size()))
+                     .first->second;
     }
   }
   int count = -1;
@@ -234,7 +296,8 @@ absl::StatusOr<std::unique_ptr<TokenTables>> TokenTables::Build(const Automaton&
   const std::vector<int32_t> cls = ShortHorizonClasses(a, v.max_token_bytes() + 1);
   absl::flat_hash_map<int32_t, int32_t> table_of_class;
   TrieWalker walker(a, v, limits);
-  std::vector<int32_t> accepted, escapes;
+  std::vector<uint64_t> accepted(BitmaskWords(v.size()));
+  std::vector<int32_t> escapes;
   for (int s = 0; s < n; ++s) {
     if (!a.IsReachable(s) || !a.HasMoves(s)) continue;
     ++tables->stats_.consuming_states;
@@ -242,13 +305,16 @@ absl::StatusOr<std::unique_ptr<TokenTables>> TokenTables::Build(const Automaton&
         table_of_class.emplace(cls[s], static_cast<int32_t>(tables->tables_.size()));
     tables->table_of_state_[s] = it->second;
     if (!inserted) continue;
-    accepted.clear();
+    std::fill(accepted.begin(), accepted.end(), 0);
     escapes.clear();
     StackSet start;
     start.flat = {1, s};
     const int rule = a.RuleOf(s);
     const int escape_rule = a.RuleIsCalled(rule) ? rule : -1;
-    if (!walker.Walk(start, 0, v.trie().num_nodes(), 0, escape_rule, &accepted, &escapes)) {
+    if (escape_rule < 0 && !a.RuleHasCalls(rule)) {
+      walker.WalkDfa(s, accepted.data());
+    } else if (!walker.Walk(start, 0, v.trie().num_nodes(), 0, escape_rule, accepted.data(),
+                            &escapes)) {
       return absl::InvalidArgumentError(
           "grammar too ambiguous: masks need more parser stacks than the limit");
     }
@@ -258,11 +324,11 @@ absl::StatusOr<std::unique_ptr<TokenTables>> TokenTables::Build(const Automaton&
       StackSet out;
       walker.stepper().Step(start, a.ClassOf(kFirstTokenSymbol + static_cast<int>(k)), &out);
       if (!out.dead() && token_symbols[k] >= 0 && token_symbols[k] < v.size()) {
-        accepted.push_back(token_symbols[k]);
+        BitmaskSet(accepted.data(), token_symbols[k]);
       }
     }
     TokenTable table;
-    table.accepted = TokenSet::FromIds(accepted, v.size());
+    table.accepted = TokenSet::FromBitmask(accepted.data(), v.size());
     table.escape_nodes = escapes;
     tables->stats_.escape_nodes += static_cast<int>(escapes.size());
     tables->tables_.push_back(std::move(table));

@@ -31,6 +31,8 @@ class TokenSet {
  public:
   TokenSet() = default;
   static TokenSet FromIds(std::vector<int32_t> ids, int vocab_size);
+  // From a mask of BitmaskWords(vocab_size) words (bits past vocab_size must be clear).
+  static TokenSet FromBitmask(const uint64_t* mask, int vocab_size);
 
   // mask = this (first) or mask |= this; `mask` has BitmaskWords(vocab_size) words.
   void WriteTo(uint64_t* mask) const;
@@ -59,12 +61,17 @@ class TrieWalker {
   TrieWalker(const Automaton& automaton, const Vocabulary& vocabulary, const StepLimits& limits);
 
   // Walks the nodes [begin, end) of the trie (whole subtrees, at depths > base_depth) starting
-  // from `start`, the configuration after base_depth bytes. Appends the ids of tokens that can be
-  // read to `accepted`. If escape_rule >= 0, `start` is a precomputation's [q]: where the bottom
-  // frame returns with bytes left that may follow escape_rule, the node goes to `escapes`.
-  // Returns false if a step exceeded the stack limits (results are then a subset).
+  // from `start`, the configuration after base_depth bytes. Sets the bits of tokens that can be
+  // read in `accepted` (a token bitmask). If escape_rule >= 0, `start` is a precomputation's [q]:
+  // where the bottom frame returns with bytes left that may follow escape_rule, the node goes to
+  // `escapes`. Returns false if a step exceeded the stack limits (results are then a subset).
   bool Walk(const StackSet& start, int begin, int end, int base_depth, int escape_rule,
-            std::vector<int32_t>* accepted, std::vector<int32_t>* escapes);
+            uint64_t* accepted, std::vector<int32_t>* escapes);
+
+  // The same walk over the whole trie for a start state of a rule that makes no calls and is never
+  // called: a plain DFA walk (one state per depth, no stacks), which is what every grammar without
+  // recursion needs.
+  void WalkDfa(int32_t start, uint64_t* accepted);
 
   Stepper& stepper() { return stepper_; }
 
