@@ -57,17 +57,23 @@ void CompiledGrammar::FillMask(const StackSet& state, uint64_t* mask) const {
   // A token can push at most this many frames per byte (one call chain through distinct rules).
   const int depth_margin = vocabulary_->max_token_bytes() * automaton_->num_rules() + 1;
   state.ForEachStack([&](const int32_t* frames, int len) {
-    if (!written) {
-      std::memset(mask, 0, words * sizeof(uint64_t));
-      written = true;
-    }
-    if (len + depth_margin > step_limits_.max_depth) {
-      ExactStackMask(frames, len, mask);
-      return;
-    }
     const TokenTable* table = tables_->ForState(frames[len - 1]);
-    if (table == nullptr) return;
-    table->accepted.OrInto(mask);
+    const bool exact = len + depth_margin > step_limits_.max_depth;
+    if (!written && table != nullptr && !exact) {
+      table->accepted.WriteTo(mask);  // the common case: one stack, one table
+      written = true;
+    } else {
+      if (!written) {
+        std::memset(mask, 0, words * sizeof(uint64_t));
+        written = true;
+      }
+      if (exact) {
+        ExactStackMask(frames, len, mask);
+        return;
+      }
+      if (table == nullptr) return;
+      table->accepted.OrInto(mask);
+    }
     if (table->escape_nodes.empty() || len == 1) return;
     // The caller's state once the top frame's rule has returned.
     if (walker == nullptr) {

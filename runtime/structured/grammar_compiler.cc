@@ -36,7 +36,21 @@ GrammarCompiler::Result GrammarCompiler::CompileUncached(const GrammarSpec& spec
 
 absl::StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCompiler::Compile(
     const GrammarSpec& spec) {
-  std::string key = absl::StrCat(static_cast<int>(spec.kind), ":", spec.text);
+  return Cached(absl::StrCat(static_cast<int>(spec.kind), ":", spec.text),
+                [&] { return CompileUncached(spec); });
+}
+
+absl::StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCompiler::CompileCustom(
+    const std::string& key, const std::function<absl::StatusOr<Grammar>()>& build) {
+  return Cached(absl::StrCat("custom:", key), [&]() -> Result {
+    auto grammar = build();
+    if (!grammar.ok()) return grammar.status();
+    return CompiledGrammar::Create(*grammar, vocabulary_, options_.automaton, options_.steps);
+  });
+}
+
+GrammarCompiler::Result GrammarCompiler::Cached(const std::string& key,
+                                                const std::function<Result()>& compile) {
   std::promise<Result> promise;
   std::shared_future<Result> pending;  // another thread is compiling the same spec
   {
@@ -55,7 +69,7 @@ absl::StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCompiler::Compile(
     }
   }
   if (pending.valid()) return pending.get();
-  Result result = CompileUncached(spec);
+  Result result = compile();
   {
     absl::MutexLock lock(&mu_);
     if (result.ok()) Insert(key, *result);

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <list>
 #include <memory>
@@ -66,6 +67,12 @@ class GrammarCompiler {
 
   absl::StatusOr<std::shared_ptr<const CompiledGrammar>> Compile(const GrammarSpec& spec);
 
+  // A grammar built by the caller (e.g. the forced tool-call grammar of runtime/prompt), cached
+  // under `key`, which must determine the grammar (e.g. the tools JSON and the tool_choice).
+  // `build` runs only on a cache miss.
+  absl::StatusOr<std::shared_ptr<const CompiledGrammar>> CompileCustom(
+      const std::string& key, const std::function<absl::StatusOr<Grammar>()>& build);
+
   // Spec -> grammar IR only (no automaton, no tables): for validating specs cheaply.
   absl::StatusOr<Grammar> ToGrammar(const GrammarSpec& spec) const;
 
@@ -89,6 +96,7 @@ class GrammarCompiler {
   };
 
   Result CompileUncached(const GrammarSpec& spec) const;
+  Result Cached(const std::string& key, const std::function<Result()>& compile);
   void Insert(const std::string& key, std::shared_ptr<const CompiledGrammar> grammar)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -89,6 +89,27 @@ TEST(GrammarCompilerTest, ConcurrentCompilesShareOneResult) {
   EXPECT_EQ(ok, std::vector<int>(8, 1));
 }
 
+TEST(GrammarCompilerTest, CustomGrammarsAreCachedByKey) {
+  GrammarCompiler compiler(testing::SmallVocabulary());
+  int builds = 0;
+  auto build = [&]() -> absl::StatusOr<Grammar> {
+    ++builds;
+    Grammar g;
+    g.root = g.AddRule("root");
+    g.rule_bodies[g.root] = Literal("call");
+    return g;
+  };
+  auto a = compiler.CompileCustom("tools-v1", build);
+  auto b = compiler.CompileCustom("tools-v1", build);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->get(), b->get());
+  EXPECT_EQ(builds, 1);
+  EXPECT_TRUE(testing::Matches(**a, "call"));
+  auto bad = compiler.CompileCustom(
+      "broken", []() -> absl::StatusOr<Grammar> { return absl::InvalidArgumentError("no"); });
+  EXPECT_EQ(bad.status().message(), "no");
+}
+
 TEST(GrammarCompilerTest, SpecSizeIsLimited) {
   GrammarCompilerOptions options;
   options.max_spec_bytes = 10;

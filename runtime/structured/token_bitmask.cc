@@ -31,9 +31,8 @@ void ApplyTokenBitmask(const uint64_t* mask, int mask_vocab_size, float* logits,
       for (int k = 0; k < 64; ++k) logits[base + k] = kNegInf;
       continue;
     }
-    for (int k = 0; k < 64; ++k) {
-      if (!((w >> k) & 1)) logits[base + k] = kNegInf;
-    }
+    // Only the cleared bits: few inside strings, where masks are dense.
+    for (uint64_t z = ~w; z != 0; z &= z - 1) logits[base + __builtin_ctzll(z)] = kNegInf;
   }
   for (int id = base; id < covered; ++id) {
     if (!BitmaskTest(mask, id)) logits[id] = kNegInf;
