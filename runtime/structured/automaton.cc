@@ -431,41 +431,127 @@ class AutomatonBuilder {
     return absl::OkStatus();
   }
 
-  // ---- Moore minimization over all rules at once (states of different rules never merge) ----
+  // ---- Minimization: Hopcroft's partition refinement, over all rules at once (states of different
+  // rules never merge). Symbols are the classes, then one per callee rule (a call edge is a move on
+  // that symbol to the return state); a sink state stands for "no move". O(n k log n): Moore's
+  // rounds were quadratic on the long chains that bounded lengths make (maxLength 2000: 9 s).
 
   void Minimize() {
     const int n = static_cast<int>(d_final_.size());
     const int nc = a_->num_classes_;
-    std::vector<int> block(n);
+    const int ns = nc + static_cast<int>(kept_rules_.size());
+    const int total = n + 1;
+    const int sink = n;
+    std::vector<int32_t> delta(static_cast<size_t>(total) * ns, sink);
+    for (int s = 0; s < n; ++s) {
+      for (int c = 0; c < nc; ++c) {
+        const int t = d_next_[static_cast<size_t>(s) * nc + c];
+        if (t >= 0) delta[static_cast<size_t>(s) * ns + c] = t;
+      }
+      for (const RuleCall& call : d_calls_[s]) {
+        delta[static_cast<size_t>(s) * ns + nc + call.rule] = call.return_state;
+      }
+    }
+    // Inverse moves, per (symbol, target): inv_src[inv_start[c * total + t] ...].
+    std::vector<int32_t> inv_start(static_cast<size_t>(ns) * total + 1, 0);
+    for (int s = 0; s < total; ++s) {
+      for (int c = 0; c < ns; ++c) {
+        ++inv_start[static_cast<size_t>(c) * total + delta[static_cast<size_t>(s) * ns + c] + 1];
+      }
+    }
+    for (size_t k = 1; k < inv_start.size(); ++k) inv_start[k] += inv_start[k - 1];
+    std::vector<int32_t> inv_src(inv_start.back());
     {
-      std::map<std::pair<int, bool>, int> ids;
-      for (int s = 0; s < n; ++s) {
-        block[s] = ids.emplace(std::make_pair(d_rule_[s], d_final_[s]), ids.size()).first->second;
+      std::vector<int32_t> fill(inv_start.begin(), inv_start.end() - 1);
+      for (int s = 0; s < total; ++s) {
+        for (int c = 0; c < ns; ++c) {
+          inv_src[fill[static_cast<size_t>(c) * total + delta[static_cast<size_t>(s) * ns + c]]++] =
+              s;
+        }
       }
     }
-    int num_blocks = -1;
-    std::vector<int32_t> sig;
-    while (true) {
-      absl::flat_hash_map<std::vector<int32_t>, int> ids;
-      std::vector<int> next_block(n);
-      for (int s = 0; s < n; ++s) {
-        sig.clear();
-        sig.push_back(block[s]);
-        for (int c = 0; c < nc; ++c) {
-          const int t = d_next_[static_cast<size_t>(s) * nc + c];
-          sig.push_back(t < 0 ? -1 : block[t]);
-        }
-        for (const RuleCall& call : d_calls_[s]) {
-          sig.push_back(call.rule);
-          sig.push_back(block[call.return_state]);
-        }
-        next_block[s] = ids.emplace(sig, static_cast<int>(ids.size())).first->second;
+    // The partition: block b holds elems[first[b] .. last[b]); marked states of a block being
+    // split sit at its front.
+    std::vector<int> elems(total), loc(total), blk(total);
+    std::vector<int> first, last, marked;
+    {
+      std::map<std::pair<int, int>, int> ids;  // (rule, final) -> initial block; the sink alone
+      for (int s = 0; s < total; ++s) {
+        const auto key = s == sink ? std::make_pair(-1, 0)
+                                   : std::make_pair(d_rule_[s], static_cast<int>(d_final_[s]));
+        blk[s] = ids.emplace(key, static_cast<int>(ids.size())).first->second;
       }
-      const int count = static_cast<int>(ids.size());
-      block = std::move(next_block);
-      if (count == num_blocks) break;
-      num_blocks = count;
+      const int nb = static_cast<int>(ids.size());
+      std::vector<int> count(nb + 1, 0);
+      for (int s = 0; s < total; ++s) ++count[blk[s] + 1];
+      for (int b = 0; b < nb; ++b) count[b + 1] += count[b];
+      first.assign(count.begin(), count.end() - 1);
+      last = first;
+      for (int s = 0; s < total; ++s) {
+        loc[s] = last[blk[s]]++;
+        elems[loc[s]] = s;
+      }
+      marked.assign(nb, 0);
     }
+    std::vector<std::pair<int, int>> work;  // (block, symbol) splitters
+    std::vector<bool> in_work;              // [block * ns + symbol]
+    auto push = [&](int b, int c) {
+      const size_t k = static_cast<size_t>(b) * ns + c;
+      if (in_work.size() <= k) in_work.resize((static_cast<size_t>(b) + 1) * ns, false);
+      if (!in_work[k]) {
+        in_work[k] = true;
+        work.emplace_back(b, c);
+      }
+    };
+    for (int b = 0; b < static_cast<int>(first.size()); ++b) {
+      for (int c = 0; c < ns; ++c) push(b, c);
+    }
+    std::vector<int> touched, members;
+    while (!work.empty()) {
+      const auto [splitter, c] = work.back();
+      work.pop_back();
+      in_work[static_cast<size_t>(splitter) * ns + c] = false;
+      touched.clear();
+      // A snapshot: marking reorders blocks, the splitter's own included.
+      members.assign(elems.begin() + first[splitter], elems.begin() + last[splitter]);
+      for (const int t : members) {
+        const size_t key = static_cast<size_t>(c) * total + t;
+        for (int k = inv_start[key]; k < inv_start[key + 1]; ++k) {
+          const int src = inv_src[k];
+          const int b = blk[src];
+          const int front = first[b] + marked[b];
+          if (loc[src] < front) continue;  // already marked
+          if (marked[b] == 0) touched.push_back(b);
+          const int other = elems[front];
+          std::swap(elems[loc[src]], elems[front]);
+          loc[other] = loc[src];
+          loc[src] = front;
+          ++marked[b];
+        }
+      }
+      for (int b : touched) {
+        const int m = marked[b];
+        marked[b] = 0;
+        if (m == last[b] - first[b]) continue;
+        const int nb = static_cast<int>(first.size());
+        first.push_back(first[b]);
+        last.push_back(first[b] + m);
+        marked.push_back(0);
+        first[b] += m;
+        for (int i = first[nb]; i < last[nb]; ++i) blk[elems[i]] = nb;
+        const bool nb_smaller = m <= last[b] - first[b];
+        for (int c2 = 0; c2 < ns; ++c2) {
+          const size_t k = static_cast<size_t>(b) * ns + c2;
+          if (k < in_work.size() && in_work[k]) {
+            push(nb, c2);
+          } else {
+            push(nb_smaller ? nb : b, c2);
+          }
+        }
+      }
+    }
+    const int num_blocks = static_cast<int>(first.size());
+    std::vector<int>& block = blk;
     // Renumber blocks in order of first appearance so that the root's start is state 0.
     std::vector<int> order(num_blocks, -1);
     int next_id = 0;
@@ -484,11 +570,11 @@ class AutomatonBuilder {
       }
     }
     Automaton& a = *a_;
-    a.next_.assign(static_cast<size_t>(num_blocks) * nc, -1);
-    a.flags_.assign(num_blocks, 0);
-    a.rule_of_.assign(num_blocks, 0);
-    m_calls_.assign(num_blocks, {});
-    for (int b = 0; b < num_blocks; ++b) {
+    a.next_.assign(static_cast<size_t>(next_id) * nc, -1);
+    a.flags_.assign(next_id, 0);
+    a.rule_of_.assign(next_id, 0);
+    m_calls_.assign(next_id, {});
+    for (int b = 0; b < next_id; ++b) {
       const int s = rep[b];
       for (int c = 0; c < nc; ++c) {
         const int t = d_next_[static_cast<size_t>(s) * nc + c];
