@@ -33,6 +33,11 @@ struct AutomatonLimits {
   int max_inline_size = 200'000;
   // The largest count in a bounded repetition ({m,n}).
   int max_repetition = 10'000;
+  // Token tables computed at compile time (one walk over the vocabulary trie each, for states
+  // that differ within a token's length): bounds compile work. Bounded repetitions multiply them
+  // (maxItems x maxLength). On Gemma 4's vocabulary a table takes 0.05 ms (a literal) to 4 ms (inside
+  // a string), 0.5 ms on average for the bench's schemas (docs/performance.md).
+  int max_token_tables = 20'000;
 };
 
 struct RuleCall {

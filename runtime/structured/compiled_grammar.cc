@@ -17,7 +17,8 @@ absl::StatusOr<std::shared_ptr<const CompiledGrammar>> CompiledGrammar::Create(
   g->automaton_ = *std::move(automaton);
   g->vocabulary_ = std::move(vocabulary);
   g->step_limits_ = step_limits;
-  auto tables = TokenTables::Build(*g->automaton_, *g->vocabulary_, step_limits);
+  auto tables = TokenTables::Build(*g->automaton_, *g->vocabulary_, step_limits,
+                                   automaton_limits.max_token_tables);
   if (!tables.ok()) return tables.status();
   g->tables_ = *std::move(tables);
   Stepper stepper(*g->automaton_, step_limits);

@@ -248,6 +248,18 @@ TEST(GrammarMatcherTest, GrammarsThatCannotWorkAreRefused) {
   small.max_nfa_states = 10000;
   EXPECT_THAT(CompiledGrammar::Create(*huge, vocab, small, StepLimits()).status().message(),
               HasSubstr("exceeds 10000 states"));
+  auto bounded = ParseGbnf(R"(root ::= [a-z]{0,500} "!")", vocab.get());
+  ASSERT_TRUE(bounded.ok());
+  AutomatonLimits few_tables;
+  few_tables.max_token_tables = 100;
+  // Every position of the bounded run masks differently within a token's length (the small
+  // vocabulary's tokens are 1 byte long, so only two tables are needed here)...
+  EXPECT_TRUE(CompiledGrammar::Create(*bounded, vocab, few_tables, StepLimits()).ok());
+  // ...but with tokens up to 200 bytes long, positions differ up to 200 apart.
+  auto long_tokens = SmallVocabulary({std::string(200, 'a')});
+  EXPECT_THAT(
+      CompiledGrammar::Create(*bounded, long_tokens, few_tables, StepLimits()).status().message(),
+      HasSubstr("token tables; the limit is 100"));
 }
 
 TEST(GrammarMatcherTest, AcceptBytesForcesText) {

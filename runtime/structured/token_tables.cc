@@ -5,6 +5,8 @@
 #include <cstring>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
 #include "runtime/structured/token_bitmask.h"
 
 namespace tessera::runtime::structured {
@@ -287,7 +289,8 @@ std::vector<int32_t> ShortHorizonClasses(const Automaton& a, int rounds) {
 
 absl::StatusOr<std::unique_ptr<TokenTables>> TokenTables::Build(const Automaton& a,
                                                                 const Vocabulary& v,
-                                                                const StepLimits& limits) {
+                                                                const StepLimits& limits,
+                                                                int max_tables) {
   const auto t0 = std::chrono::steady_clock::now();
   auto tables = std::make_unique<TokenTables>();
   const int n = a.num_states();
@@ -295,6 +298,17 @@ absl::StatusOr<std::unique_ptr<TokenTables>> TokenTables::Build(const Automaton&
   // A token has at most max_token_bytes symbols, so agreeing that far is enough.
   const std::vector<int32_t> cls = ShortHorizonClasses(a, v.max_token_bytes() + 1);
   absl::flat_hash_map<int32_t, int32_t> table_of_class;
+  {
+    absl::flat_hash_set<int32_t> needed;
+    for (int s = 0; s < n; ++s) {
+      if (a.IsReachable(s) && a.HasMoves(s)) needed.insert(cls[s]);
+    }
+    if (static_cast<int>(needed.size()) > max_tables) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "grammar too large: it needs ", needed.size(), " token tables; the limit is ", max_tables,
+          " (bounded repetitions such as maxItems and maxLength multiply them)"));
+    }
+  }
   TrieWalker walker(a, v, limits);
   std::vector<uint64_t> accepted(BitmaskWords(v.size()));
   std::vector<int32_t> escapes;

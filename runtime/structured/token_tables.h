@@ -102,7 +102,8 @@ class TokenTables {
  public:
   static absl::StatusOr<std::unique_ptr<TokenTables>> Build(const Automaton& automaton,
                                                             const Vocabulary& vocabulary,
-                                                            const StepLimits& limits);
+                                                            const StepLimits& limits,
+                                                            int max_tables);
   // The table of a reachable state with moves; nullptr otherwise.
   const TokenTable* ForState(int state) const {
     const int t = table_of_state_[state];
