@@ -563,15 +563,9 @@ class EngineSession : public Session {
   absl::Status Push(std::vector<int32_t> ids, std::vector<runtime::MediaRun> media = {}) {
     const int64_t n = static_cast<int64_t>(ids.size());
     if (n == 0) return absl::OkStatus();
-    absl::Status s = backend_->engine()->AppendToSession(id_, ids, media);
-    // The engine delivers a reply's Completion a moment before it marks the session idle; input
-    // for the next turn that races it is retried briefly rather than refused.
-    for (int i = 0; i < 500 && replied_ && absl::IsInvalidArgument(s) &&
-                    absl::StrContains(s.message(), "generating");
-         ++i) {
-      absl::SleepFor(absl::Milliseconds(2));
-      s = backend_->engine()->AppendToSession(id_, ids, media);
-    }
+    // The engine marks the session idle before it delivers the reply's Completion, so input for
+    // the next turn is never refused as racing the reply.
+    absl::Status s = backend_->engine()->AppendToSession(id_, std::move(ids), std::move(media));
     if (!s.ok()) return s;
     context_tokens_ += n;
     return absl::OkStatus();
