@@ -43,8 +43,7 @@ class FakeStream : public ReplyStream {
       c.usage.time_to_first_token = delay;
       c.usage.total_time = absl::Now() - start;
       if (metrics != nullptr) {
-        const char* reasons[] = {"stop", "length", "abort", "error"};
-        metrics->RecordFinished({reasons[static_cast<int>(c.reason)], c.usage.prompt_tokens,
+        metrics->RecordFinished({scheduler::FinishReasonName(c.reason), c.usage.prompt_tokens,
                                  c.usage.completion_tokens, absl::ZeroDuration(),
                                  c.usage.time_to_first_token, c.usage.total_time});
       }

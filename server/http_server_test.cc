@@ -26,7 +26,6 @@ class HttpServerTest : public ::testing::Test {
     options.threads = 16;
     options.heartbeat = absl::Milliseconds(50);
     options.openai.model_id = "fake";
-    options.openai.max_tokens_limit = 100;
     auto server = HttpServer::Start(options, state_.get());
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -108,8 +107,8 @@ TEST_F(HttpServerTest, ErrorTableKeepsServing) {
       {"/v1/chat/completions",
        R"({"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]}]})",
        400, "not a PNG or JPEG"},
-      {"/v1/chat/completions", R"({"messages":[{"role":"user","content":"x"}],"max_tokens":101})",
-       400, "'max_tokens' is 101"},
+      {"/v1/chat/completions", R"({"messages":[{"role":"user","content":"x"}],"max_tokens":0})",
+       400, "'max_tokens' is 0"},
       {"/v1/chat/completions", std::string(5000, ' '), 413, "--max_request_bytes (4096 bytes)"},
       {"/v1/completions", R"({"prompt":7})", 400, "'prompt' must be a string"},
       {"/v1/nothing", "{}", 404, "no route"},
