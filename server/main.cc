@@ -33,6 +33,7 @@
 #include "server/inference_service.h"
 #include "server/metrics.h"
 #include "server/serving_state.h"
+#include "server/work_pool.h"
 
 // Model and device.
 ABSL_FLAG(std::string, model, "",
@@ -61,6 +62,11 @@ ABSL_FLAG(int, http_port, 8080, "HTTP port (OpenAI API, /health, /ready, /metric
 ABSL_FLAG(std::string, port_file, "",
           "If set, write the bound ports as JSON ({\"grpc\": N, \"http\": M}) to this file once "
           "serving (for tests and supervisors that start the server on port 0).");
+ABSL_FLAG(int, prompt_threads, 4,
+          "Threads that build prompts (image decoding, resampling, tokenizing) off the gRPC and "
+          "HTTP threads; more build more prompts at once, taking CPU from the model step.");
+ABSL_FLAG(int, prompt_queue_length, 256,
+          "Prompt builds that may wait for a thread; beyond it 429 / RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int, http_threads, 512,
           "HTTP connection threads; each open streaming response holds one.");
 
@@ -173,6 +179,7 @@ struct ServerOptions {
   EngineBackendOptions backend;
   InferenceServiceOptions inference;
   std::vector<std::string> allowed_image_url_prefixes;
+  WorkPoolOptions prompt_pool;
   std::string api_key_file;
   bool open_probes = true;
   std::string port_file;
@@ -265,6 +272,11 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const char* argv0) {
     o.http.tls_cert_file = cert;
     o.http.tls_key_file = key;
   }
+  o.prompt_pool.threads = absl::GetFlag(FLAGS_prompt_threads);
+  o.prompt_pool.max_queued = absl::GetFlag(FLAGS_prompt_queue_length);
+  if (o.prompt_pool.threads < 1 || o.prompt_pool.max_queued < 0) {
+    return absl::InvalidArgumentError("--prompt_threads must be >= 1, --prompt_queue_length >= 0");
+  }
   o.api_key_file = absl::GetFlag(FLAGS_api_key_file);
   o.open_probes = absl::GetFlag(FLAGS_open_probes);
   o.port_file = absl::GetFlag(FLAGS_port_file);
@@ -319,7 +331,8 @@ int Main(const char* argv0) {
   metrics_options.model_name = ServedModelName(options->backend);
   metrics_options.emit_vllm_names = options->emit_vllm_metrics;
   ServingMetrics metrics(metrics_options);
-  ServingState state(nullptr, &metrics, std::move(keys), options->open_probes);
+  ServingState state(nullptr, &metrics, std::move(keys), options->open_probes,
+                     options->prompt_pool);
   state.SetReady(false);
   InferenceService inference(&state, options->inference);
   // Remote image_url parts are fetched only when prefixes are allowed.
