@@ -10,12 +10,12 @@
 #include "absl/strings/str_format.h"
 #include "base/logging.h"
 #include "runtime/cpu/cpu_model_runner.h"
-#include "runtime/cuda/cuda_model_runner.h"
 #include "runtime/model/model_loader.h"
 #include "runtime/prompt/prompt_builder.h"
 #include "runtime/prompt/session_prompt.h"
 #include "runtime/prompt/tokenizer.h"
 #include "scheduler/engine.h"
+#include "server/cuda_runner.h"
 #include "server/prompt_adapter.h"
 
 namespace tessera::server {
@@ -23,7 +23,7 @@ namespace {
 
 // "auto" -> "cuda" when a GPU is visible, else "cpu"; "cpu", "cuda" and "cuda:N" pass through.
 absl::StatusOr<std::string> ResolveDevice(const std::string& device) {
-  if (device == "auto") return runtime::CudaDeviceAvailable() ? "cuda" : "cpu";
+  if (device == "auto") return CudaDeviceVisible() ? "cuda" : "cpu";
   if (device == "cpu" || device == "cuda") return device;
   if (absl::StartsWith(device, "cuda:")) {
     const std::string n = device.substr(5);
@@ -124,18 +124,16 @@ class EngineBackend : public Backend {
     if (!device.ok()) return device.status();
     device_ = *device;
     if (device_ != "cpu") {
-      runtime::CudaRunnerOptions co;
+      CudaServingOptions co;
       co.device = device_ == "cuda" ? 0 : std::stoi(device_.substr(5));
       co.kv_memory_bytes = options_.kv_memory_bytes;
       co.gpu_memory_fraction = options_.gpu_memory_fraction;
-      co.max_step_seqs = options_.max_num_seqs;
-      co.max_step_tokens = std::max(options_.max_num_batched_tokens, options_.max_num_seqs);
+      co.max_num_seqs = options_.max_num_seqs;
+      co.max_num_batched_tokens = options_.max_num_batched_tokens;
       co.max_seq_len = context;
       co.cuda_graphs = options_.cuda_graphs;
-      co.max_graph_batch = std::min(128, options_.max_num_seqs);
-      auto runner = runtime::CreateCudaModelRunner(model_, co);
+      auto runner = CreateCudaRunner(model_, co);
       if (runner.ok()) {
-        TESSERA_LOG(INFO) << "CUDA runner: " << (*runner)->Describe();
         runner_ = *std::move(runner);
       } else if (options_.device == "auto" &&
                  runner.status().code() == absl::StatusCode::kInvalidArgument) {
