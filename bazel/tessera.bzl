@@ -4,6 +4,19 @@ Every C++ target in Tessera goes through tessera_cc_library / tessera_cc_binary 
 copts and warnings live in one place.
 """
 
+load("@local_cuda//:defs.bzl", "CUDA_DIR", "HAVE_CUDA")
+
+# True where nvcc was found (bazel/cuda_configure.bzl).
+TESSERA_HAVE_CUDA = HAVE_CUDA
+
+# target_compatible_with for targets that need the CUDA toolkit: nothing where it is present; a
+# constraint no platform has where it is absent, so that Bazel skips them (and their dependents).
+CUDA_TOOLKIT_COMPATIBLE = [] if HAVE_CUDA else ["//bazel:cuda_toolkit_present"]
+
+def if_cuda(with_cuda, without_cuda = []):
+    """`with_cuda` where the CUDA toolkit is present, else `without_cuda`."""
+    return with_cuda if HAVE_CUDA else without_cuda
+
 TESSERA_COPTS = [
     "-Wall",
     "-Wextra",
@@ -63,8 +76,10 @@ def tessera_proto_library(name, src, deps = [], grpc = True, visibility = None):
 CUDA_ARCH_FLAGS = "-gencode arch=compute_90a,code=sm_90a -gencode arch=compute_90a,code=compute_90a"
 
 def tessera_cuda_library(name, srcs, hdrs = [], cuda_hdrs = [], deps = [], nvcc_flags = [], visibility = None):
-    """Compiles .cu files with /usr/local/cuda/bin/nvcc for sm_90a (H100/H200) plus PTX, into a static
-    library wrapped by a cc_library. This runs on every build, GPU or not: nothing here needs a GPU.
+    """Compiles .cu files with the toolkit's nvcc (/usr/local/cuda) for sm_90a (H100/H200) plus PTX,
+    into a static library wrapped by a cc_library. This runs on every build where the toolkit is,
+    GPU or not: nothing here needs a GPU. Where the toolkit is absent the library and everything
+    that depends on it are skipped (CUDA_TOOLKIT_COMPATIBLE).
 
     Each .cu file is its own genrule (one nvcc process, one object), so the files of a library
     compile in parallel and an edit recompiles only what includes it; a last genrule archives the
@@ -84,7 +99,7 @@ def tessera_cuda_library(name, srcs, hdrs = [], cuda_hdrs = [], deps = [], nvcc_
             srcs = [src] + cuda_hdrs + hdrs,
             outs = [obj],
             cmd = " ".join([
-                "/usr/local/cuda/bin/nvcc",
+                CUDA_DIR + "/bin/nvcc",
                 "-O3",
                 "-std=c++17",
                 CUDA_ARCH_FLAGS,
@@ -99,6 +114,7 @@ def tessera_cuda_library(name, srcs, hdrs = [], cuda_hdrs = [], deps = [], nvcc_
                 "$(location %s)" % src,
             ]),
             message = "nvcc " + src,
+            target_compatible_with = CUDA_TOOLKIT_COMPATIBLE,
         )
     native.genrule(
         name = name + "_nvcc",
@@ -106,6 +122,7 @@ def tessera_cuda_library(name, srcs, hdrs = [], cuda_hdrs = [], deps = [], nvcc_
         outs = [lib],
         cmd = "rm -f $@ && /usr/bin/ar rcs $@ $(SRCS)",
         message = "ar " + lib,
+        target_compatible_with = CUDA_TOOLKIT_COMPATIBLE,
     )
     native.cc_library(
         name = name,
@@ -115,4 +132,5 @@ def tessera_cuda_library(name, srcs, hdrs = [], cuda_hdrs = [], deps = [], nvcc_
         linkstatic = True,
         alwayslink = True,
         visibility = visibility,
+        target_compatible_with = CUDA_TOOLKIT_COMPATIBLE,
     )

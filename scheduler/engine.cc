@@ -214,9 +214,10 @@ void EngineImpl::Finish(RequestState* r, FinishReason reason, absl::Status statu
     t.inter_token_latencies = r->itl;
     observer_->OnRequestFinished(t);
   }
-  r->handle->Push(std::move(c));
   ++requests_finished_;
   const std::string turn_id = r->turn_id;
+  // The state callers can see changes before the Completion is delivered: whoever takes it may at
+  // once append to the session or reuse the request id.
   {
     absl::MutexLock lock(&mu_);
     live_ids_.erase(turn_id);
@@ -228,6 +229,7 @@ void EngineImpl::Finish(RequestState* r, FinishReason reason, absl::Status statu
       }
     }
   }
+  r->handle->Push(std::move(c));
   if (r->session != nullptr) {
     // The reply joins the context; the session keeps its blocks (unless the step failed: then
     // nothing is known about the KV it wrote and it is recomputed when it next runs).

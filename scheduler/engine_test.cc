@@ -390,6 +390,53 @@ TEST(EngineTest, SessionKeepsItsContextAndMatchesAPlainRequest) {
   EXPECT_EQ(f.engine->AppendToSession(*sid, {5}).code(), absl::StatusCode::kNotFound);
 }
 
+// The session is idle again before its reply's Completion is delivered: input for the next turn
+// sent the moment the Completion is taken is accepted, on the engine thread (inside the
+// notification) and on another thread alike.
+TEST(EngineTest, AppendingRightAfterTheRepliesCompletionSucceeds) {
+  Fixture f;
+  auto sid = f.engine->OpenSession({});
+  ASSERT_TRUE(sid.ok());
+  ASSERT_TRUE(f.engine->AppendToSession(*sid, MakePrompt(20, 0, 1).token_ids).ok());
+  runtime::SamplingParams greedy;
+  greedy.temperature = 0;
+  StoppingParams stop;
+  stop.max_tokens = 3;
+  auto h1 = f.engine->GenerateInSession(*sid, greedy, stop);
+  ASSERT_TRUE(h1.ok()) << h1.status();
+  absl::Status in_notify = absl::UnknownError("the Completion never arrived");
+  Engine* engine = f.engine.get();
+  RequestHandle* handle = h1->get();
+  const std::string id = *sid;
+  (*h1)->SetNotify([&, engine, handle, id] {
+    std::vector<RequestEvent> events;
+    handle->Drain(&events);
+    for (const RequestEvent& e : events) {
+      if (std::holds_alternative<Completion>(e)) in_notify = engine->AppendToSession(id, {7, 8});
+    }
+  });
+  while (f.engine->Step()) {
+  }
+  EXPECT_TRUE(in_notify.ok()) << in_notify;
+
+  // With the loop thread: the caller takes the Completion, then appends at once.
+  FakeModelRunner runner(SmallSpec(256, 512), kVocab);
+  EngineOptions o = ManualOptions();
+  o.start_loop_thread = true;
+  auto threaded = *Engine::Create(o, &runner, nullptr);
+  auto s2 = threaded->OpenSession({});
+  ASSERT_TRUE(s2.ok());
+  for (int turn = 0; turn < 20; ++turn) {
+    ASSERT_TRUE(threaded->AppendToSession(*s2, MakePrompt(5, 0, turn).token_ids).ok()) << turn;
+    auto h = threaded->GenerateInSession(*s2, greedy, stop);
+    ASSERT_TRUE(h.ok()) << h.status();
+    RequestEvent e;
+    while ((*h)->Next(&e, absl::Seconds(20)) && !std::holds_alternative<Completion>(e)) {
+    }
+    ASSERT_TRUE(std::holds_alternative<Completion>(e)) << turn;
+  }
+}
+
 TEST(EngineTest, SessionTtlAndTokenCap) {
   EngineOptions o = ManualOptions();
   o.session_ttl = absl::Seconds(30);

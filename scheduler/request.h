@@ -37,6 +37,24 @@ struct GenerateRequest {
 };
 
 enum class FinishReason { kStop, kLength, kAbort, kError };
+inline constexpr FinishReason kAllFinishReasons[] = {FinishReason::kStop, FinishReason::kLength,
+                                                     FinishReason::kAbort, FinishReason::kError};
+
+// The reason as the HTTP API (OpenAI's finish_reason) and the metrics' finished_reason label spell
+// it: "stop", "length", "abort", "error". The one place a reason becomes text.
+inline const char* FinishReasonName(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kAbort:
+      return "abort";
+    case FinishReason::kError:
+      return "error";
+  }
+  return "error";
+}
 
 struct TokenLogprob {
   int32_t token = 0;

@@ -39,6 +39,11 @@ class ReplyStream {
   virtual void Cancel() = 0;
 };
 
+// Lets go of a request whose caller is gone without waiting for it: cancels it and keeps `stream`
+// alive until the engine delivers its Completion, then runs `on_complete` (on the thread that
+// delivers it; it must not block) and frees the stream. Nothing here refers to the caller.
+void ReleaseWhenComplete(std::unique_ptr<ReplyStream> stream, std::function<void()> on_complete);
+
 // A real-time Converse session (see inference.proto).
 class Session {
  public:

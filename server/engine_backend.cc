@@ -1,7 +1,5 @@
 #include "server/engine_backend.h"
 
-#include <soxr.h>
-
 #include <algorithm>
 #include <fstream>
 #include <random>
@@ -12,13 +10,12 @@
 #include "absl/strings/str_format.h"
 #include "base/logging.h"
 #include "runtime/cpu/cpu_model_runner.h"
-#include "runtime/cuda/cuda_model_runner.h"
-#include "runtime/media/image.h"
-#include "runtime/media/media_hash.h"
 #include "runtime/model/model_loader.h"
 #include "runtime/prompt/prompt_builder.h"
+#include "runtime/prompt/session_prompt.h"
 #include "runtime/prompt/tokenizer.h"
 #include "scheduler/engine.h"
+#include "server/cuda_runner.h"
 #include "server/prompt_adapter.h"
 
 namespace tessera::server {
@@ -26,7 +23,7 @@ namespace {
 
 // "auto" -> "cuda" when a GPU is visible, else "cpu"; "cpu", "cuda" and "cuda:N" pass through.
 absl::StatusOr<std::string> ResolveDevice(const std::string& device) {
-  if (device == "auto") return runtime::CudaDeviceAvailable() ? "cuda" : "cpu";
+  if (device == "auto") return CudaDeviceVisible() ? "cuda" : "cpu";
   if (device == "cpu" || device == "cuda") return device;
   if (absl::StartsWith(device, "cuda:")) {
     const std::string n = device.substr(5);
@@ -81,20 +78,7 @@ class MetricsObserver : public scheduler::EngineObserver {
   void OnRequestFinished(const scheduler::RequestTimings& t) override {
     if (metrics_ == nullptr) return;
     RequestRecord r;
-    switch (t.reason) {
-      case scheduler::FinishReason::kStop:
-        r.finished_reason = "stop";
-        break;
-      case scheduler::FinishReason::kLength:
-        r.finished_reason = "length";
-        break;
-      case scheduler::FinishReason::kAbort:
-        r.finished_reason = "abort";
-        break;
-      case scheduler::FinishReason::kError:
-        r.finished_reason = "error";
-        break;
-    }
+    r.finished_reason = scheduler::FinishReasonName(t.reason);
     r.prompt_tokens = t.prompt_tokens;
     r.generation_tokens = t.completion_tokens;
     r.queue_time = t.queue_time;
@@ -140,18 +124,16 @@ class EngineBackend : public Backend {
     if (!device.ok()) return device.status();
     device_ = *device;
     if (device_ != "cpu") {
-      runtime::CudaRunnerOptions co;
+      CudaServingOptions co;
       co.device = device_ == "cuda" ? 0 : std::stoi(device_.substr(5));
       co.kv_memory_bytes = options_.kv_memory_bytes;
       co.gpu_memory_fraction = options_.gpu_memory_fraction;
-      co.max_step_seqs = options_.max_num_seqs;
-      co.max_step_tokens = std::max(options_.max_num_batched_tokens, options_.max_num_seqs);
+      co.max_num_seqs = options_.max_num_seqs;
+      co.max_num_batched_tokens = options_.max_num_batched_tokens;
       co.max_seq_len = context;
       co.cuda_graphs = options_.cuda_graphs;
-      co.max_graph_batch = std::min(128, options_.max_num_seqs);
-      auto runner = runtime::CreateCudaModelRunner(model_, co);
+      auto runner = CreateCudaRunner(model_, co);
       if (runner.ok()) {
-        TESSERA_LOG(INFO) << "CUDA runner: " << (*runner)->Describe();
         runner_ = *std::move(runner);
       } else if (options_.device == "auto" &&
                  runner.status().code() == absl::StatusCode::kInvalidArgument) {
@@ -176,9 +158,10 @@ class EngineBackend : public Backend {
       runner_ = *std::move(runner);
     }
 
-    max_prompt_tokens_ = options_.limits.max_prompt_tokens > 0
-                             ? std::min(options_.limits.max_prompt_tokens, context - 1)
-                             : context - 1;
+    prompt_limits_ = options_.limits.prompt;
+    prompt_limits_.max_prompt_tokens = prompt_limits_.max_prompt_tokens > 0
+                                           ? std::min(prompt_limits_.max_prompt_tokens, context - 1)
+                                           : context - 1;
     const std::string revision = Revision(options_.model_dir);
     scheduler::EngineOptions eo;
     eo.max_num_seqs = options_.max_num_seqs;
@@ -196,8 +179,8 @@ class EngineBackend : public Backend {
     if (!engine.ok()) return engine.status();
     engine_ = *std::move(engine);
 
-    auto prompts = PromptAdapter::Create(model_->config, tokenizer_.get(), options_.model_dir,
-                                         options_.limits, max_prompt_tokens_);
+    auto prompts =
+        PromptAdapter::Create(model_->config, tokenizer_.get(), options_.model_dir, prompt_limits_);
     if (!prompts.ok()) return prompts.status();
     prompts_ = *std::move(prompts);
 
@@ -219,18 +202,19 @@ class EngineBackend : public Backend {
     if (!spec.groups.empty())
       info_.set_kv_block_size(static_cast<uint32_t>(spec.groups[0].block_size));
     v1::Limits* l = info_.mutable_limits();
-    const RequestLimits& rl = options_.limits;
-    l->set_max_prompt_tokens(static_cast<uint32_t>(max_prompt_tokens_));
-    l->set_max_tokens(static_cast<uint32_t>(rl.max_tokens));
-    l->set_max_images_per_request(static_cast<uint32_t>(rl.max_images_per_request));
-    l->set_max_image_pixels(static_cast<uint64_t>(rl.max_image_pixels));
-    l->set_max_image_tokens(static_cast<uint32_t>(rl.max_image_tokens));
-    l->set_default_image_tokens(static_cast<uint32_t>(rl.default_image_tokens));
-    l->set_max_audio_seconds(rl.max_audio_seconds);
-    l->set_max_video_frames(static_cast<uint32_t>(rl.max_video_frames));
-    l->set_max_queue_length(static_cast<uint32_t>(rl.max_queue_length));
-    l->set_max_sessions(static_cast<uint32_t>(rl.max_sessions));
-    l->set_max_request_bytes(static_cast<uint64_t>(rl.max_request_bytes));
+    const ServingLimits& sl = options_.limits;
+    const runtime::PromptLimits& pl = prompt_limits_;
+    l->set_max_prompt_tokens(static_cast<uint32_t>(pl.max_prompt_tokens));
+    l->set_max_tokens(static_cast<uint32_t>(sl.max_tokens));
+    l->set_max_images_per_request(static_cast<uint32_t>(pl.max_images_per_request));
+    l->set_max_image_pixels(static_cast<uint64_t>(pl.max_image_pixels));
+    l->set_max_image_tokens(static_cast<uint32_t>(pl.max_image_tokens));
+    l->set_default_image_tokens(static_cast<uint32_t>(pl.default_image_tokens));
+    l->set_max_audio_seconds(static_cast<float>(pl.max_audio_seconds));
+    l->set_max_video_frames(static_cast<uint32_t>(pl.max_video_frames));
+    l->set_max_queue_length(static_cast<uint32_t>(sl.max_queue_length));
+    l->set_max_sessions(static_cast<uint32_t>(sl.max_sessions));
+    l->set_max_request_bytes(static_cast<uint64_t>(sl.max_request_bytes));
     return absl::OkStatus();
   }
 
@@ -310,9 +294,6 @@ class EngineBackend : public Backend {
   absl::Status Sampling(const v1::SamplingParams& p, const v1::LogprobsParams& lp,
                         runtime::SamplingParams* out);
   absl::Status Stopping(const v1::StoppingParams& p, scheduler::StoppingParams* out);
-  void CountAudio(double seconds) {
-    if (metrics_ != nullptr) metrics_->RecordMedia(0, seconds);
-  }
   void CountMedia(const runtime::Prompt& prompt) {
     int64_t images = 0;
     double audio_s = 0;
@@ -337,7 +318,7 @@ class EngineBackend : public Backend {
   std::unique_ptr<scheduler::Engine> engine_;
   std::unique_ptr<PromptAdapter> prompts_;
   v1::ModelInfo info_;
-  int32_t max_prompt_tokens_ = 0;
+  runtime::PromptLimits prompt_limits_;  // The options' with max_prompt_tokens resolved.
   std::atomic<int64_t> next_id_{0};
   std::mt19937_64 seed_rng_{std::random_device{}()};
   absl::Mutex seed_mu_;
@@ -389,15 +370,16 @@ absl::Status EngineBackend::Sampling(const v1::SamplingParams& p, const v1::Logp
 }
 
 absl::Status EngineBackend::Stopping(const v1::StoppingParams& p, scheduler::StoppingParams* out) {
+  // The one check of --max_tokens_limit, for both APIs (OpenAI's max_tokens is the proto's).
   const int32_t limit = options_.limits.max_tokens;
   if (p.has_max_tokens() && (p.max_tokens() < 1 || p.max_tokens() > static_cast<uint32_t>(limit))) {
-    return absl::InvalidArgumentError(absl::StrCat("stopping.max_tokens is ", p.max_tokens(),
+    return absl::InvalidArgumentError(absl::StrCat("'max_tokens' is ", p.max_tokens(),
                                                    "; it must be in [1, ", limit,
                                                    "] (--max_tokens_limit)"));
   }
   if (p.min_tokens() > static_cast<uint32_t>(limit)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("stopping.min_tokens is ", p.min_tokens(), "; at most ", limit));
+    return absl::InvalidArgumentError(absl::StrCat("'min_tokens' is ", p.min_tokens(), "; at most ",
+                                                   limit, " (--max_tokens_limit)"));
   }
   if (p.stop_size() > 16) return absl::InvalidArgumentError("more than 16 stop strings");
   for (const std::string& s : p.stop()) {
@@ -420,134 +402,118 @@ absl::Status EngineBackend::Stopping(const v1::StoppingParams& p, scheduler::Sto
   return absl::OkStatus();
 }
 
-// A Converse session on the engine. The context is rendered in Gemma 4's turn format
-// (MODEL.md): <bos>[<|turn>system\n...<turn|>\n]<|turn>user\n ... <turn|>\n<|turn>model\n and, with
-// thinking off, <|channel>thought\n<channel|>. Audio arrives as samples; every complete 640-sample
-// frame (16 kHz) is appended to the engine session at once, so it is prefilled while the user is
-// still speaking. Not thread-safe: the Converse reactor serializes calls.
+// How a session's reply ended, written by the reply's stream when its Completion is taken and read
+// by the session before the next input.
+struct ReplyEnd {
+  std::atomic<bool> ended{false};
+  std::atomic<bool> closed{false};  // Ended with <turn|>.
+};
+
+// A reply in a session: an EngineStream that records how the reply ended.
+class SessionReplyStream : public EngineStream {
+ public:
+  SessionReplyStream(scheduler::Engine* engine, std::shared_ptr<scheduler::RequestHandle> handle,
+                     std::shared_ptr<ReplyEnd> end, int32_t end_of_turn)
+      : EngineStream(engine, std::move(handle)), end_(std::move(end)), end_of_turn_(end_of_turn) {}
+  bool Next(ReplyEvent* event, absl::Duration timeout) override {
+    if (!EngineStream::Next(event, timeout)) return false;
+    Note(*event);
+    return true;
+  }
+  bool Drain(std::vector<ReplyEvent>* out) override {
+    const size_t before = out->size();
+    const bool done = EngineStream::Drain(out);
+    for (size_t i = before; i < out->size(); ++i) Note((*out)[i]);
+    return done;
+  }
+
+ private:
+  void Note(const ReplyEvent& e) {
+    const auto* c = std::get_if<scheduler::Completion>(&e);
+    if (c == nullptr) return;
+    end_->closed = c->stop_token.has_value() && *c->stop_token == end_of_turn_;
+    end_->ended = true;
+  }
+  std::shared_ptr<ReplyEnd> end_;
+  const int32_t end_of_turn_;
+};
+
+// A Converse session on the engine: maps the proto's events onto runtime::SessionPrompt (which
+// renders the turns with the chat template's pieces and cuts audio into frames as it arrives) and
+// appends whatever it has ready to the engine session, where it is prefilled at once. Not
+// thread-safe: the Converse reactor serializes calls.
 class EngineSession : public Session {
  public:
   EngineSession(EngineBackend* backend, std::string id, const v1::SessionStart& start,
                 runtime::SamplingParams sampling, scheduler::StoppingParams stopping,
-                const runtime::Tokenizer* tokenizer, const runtime::ModelConfig& config)
+                const runtime::Tokenizer* tokenizer, const PromptAdapter& prompts,
+                const runtime::ModelConfig& config)
       : backend_(backend),
         id_(std::move(id)),
-        enable_thinking_(start.enable_thinking()),
         sampling_(sampling),
         stopping_(std::move(stopping)),
-        tokenizer_(tokenizer),
-        config_(config) {}
-  ~EngineSession() override {
-    if (resampler_ != nullptr) soxr_delete(resampler_);
-    backend_->engine()->CloseSession(id_).IgnoreError();
-  }
+        config_(config),
+        end_of_turn_(prompts.ids().end_of_turn),
+        prompt_(tokenizer, prompts.ids(), prompts.limits(), start.enable_thinking()) {}
+  ~EngineSession() override { backend_->engine()->CloseSession(id_).IgnoreError(); }
 
   absl::Status Begin(const std::string& system) {
-    std::vector<int32_t> ids = {config_.text.bos_token_id};
-    if (!system.empty()) Append(&ids, "<|turn>system\n" + system + "<turn|>\n");
-    return Push(std::move(ids));
+    if (auto s = prompt_.Begin(system); !s.ok()) return s;
+    return Append();
   }
 
   const std::string& session_id() const override { return id_; }
 
   absl::Status AddAudio(const std::vector<float>& samples, int sample_rate) override {
-    if (sample_rate < 1000 || sample_rate > 384000) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("audio.sample_rate is ", sample_rate, "; it must be 1000..384000"));
-    }
     if (config_.audio_token_id < 0) {
       return absl::InvalidArgumentError("this model does not take audio");
     }
-    if (turn_rate_ == 0) turn_rate_ = sample_rate;
-    if (sample_rate != turn_rate_) {
-      return absl::InvalidArgumentError(absl::StrCat("audio.sample_rate changed within a turn (",
-                                                     turn_rate_, " then ", sample_rate, ")"));
-    }
-    const double limit = backend_->options().limits.max_audio_seconds;
-    turn_audio_s_ += static_cast<double>(samples.size()) / sample_rate;
-    if (turn_audio_s_ > limit) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("more than ", limit, " s of audio in one turn (--max_audio_seconds)"));
-    }
-    for (float v : samples) {
-      if (!(v >= -1.0f && v <= 1.0f)) {
-        return absl::InvalidArgumentError("audio samples must be finite and within [-1, 1]");
-      }
-    }
-    if (sample_rate == runtime::kAudioSampleRate) {
-      pending_.insert(pending_.end(), samples.begin(), samples.end());
-    } else if (auto s = Resample(samples.data(), samples.size()); !s.ok()) {
-      return s;
-    }
-    if (auto s = OpenTurn(); !s.ok()) return s;
-    return FlushFrames(/*final=*/false);
+    NoteReplyEnd();
+    if (auto s = prompt_.AddAudio(samples.data(), samples.size(), sample_rate); !s.ok()) return s;
+    return Append();
   }
 
   absl::Status AddText(const std::string& text) override {
-    if (auto s = OpenTurn(); !s.ok()) return s;
-    if (auto s = CloseAudio(); !s.ok()) return s;
-    std::vector<int32_t> ids;
-    Append(&ids, text);
-    return Push(std::move(ids));
+    NoteReplyEnd();
+    if (auto s = prompt_.AddText(text); !s.ok()) return s;
+    return Append();
   }
 
   absl::Status AddImage(const v1::Image& image) override {
-    const RequestLimits& limits = backend_->options().limits;
-    const int32_t budget =
-        image.has_max_soft_tokens()
-            ? static_cast<int32_t>(std::min<uint32_t>(image.max_soft_tokens(), 1u << 20))
-            : limits.default_image_tokens;
-    if (!runtime::IsSoftTokenBudget(budget) || budget > limits.max_image_tokens) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "image max_soft_tokens is ", budget, "; use 70, 140, 280, 560 or 1120, at most ",
-          limits.max_image_tokens, " (--max_image_tokens)"));
+    if (config_.image_token_id < 0) {
+      return absl::InvalidArgumentError("this model does not take images");
     }
-    if (++turn_images_ > limits.max_images_per_request) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("more than ", limits.max_images_per_request,
-                       " images in one turn (--max_images_per_request)"));
-    }
-    return AddImageRows(image, budget, config_.image_token_id, "");
+    NoteReplyEnd();
+    if (auto s = prompt_.AddImage(ToImageInput(image)); !s.ok()) return s;
+    return Append();
   }
 
   absl::Status AddVideoFrame(const v1::VideoFrame& frame) override {
-    const RequestLimits& limits = backend_->options().limits;
-    if (++turn_video_frames_ > limits.max_video_frames) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "more than ", limits.max_video_frames, " video frames in one turn (--max_video_frames)"));
+    if (config_.video_token_id < 0) {
+      return absl::InvalidArgumentError("this model does not take video");
     }
-    // Frames after the first are joined by a space, as the processor writes a video.
-    const std::string prefix = absl::StrCat(
-        turn_video_frames_ > 1 ? " " : "",
-        runtime::VideoTimestamp(static_cast<double>(frame.timestamp_ms()) / 1000.0), " ");
-    return AddImageRows(frame.image(), /*budget=*/70, config_.video_token_id, prefix);
+    NoteReplyEnd();
+    if (auto s = prompt_.AddVideoFrame(ToVideoFrame(frame)); !s.ok()) return s;
+    return Append();
   }
 
   v1::InputProgress Progress() override {
     v1::InputProgress p;
-    p.set_buffered_audio_frames(static_cast<uint32_t>(turn_frames_));
+    p.set_buffered_audio_frames(static_cast<uint32_t>(prompt_.turn_audio_frames()));
     p.set_computed_tokens(static_cast<uint32_t>(context_tokens_));
     return p;
   }
 
   absl::StatusOr<std::unique_ptr<ReplyStream>> EndTurn() override {
-    if (auto s = OpenTurn(); !s.ok()) return s;
-    if (auto s = CloseAudio(); !s.ok()) return s;
-    std::vector<int32_t> ids;
-    Append(&ids, enable_thinking_ ? "<turn|>\n<|turn>model\n"
-                                  : "<turn|>\n<|turn>model\n<|channel>thought\n<channel|>");
-    if (auto s = Push(std::move(ids)); !s.ok()) return s;
-    turn_open_ = false;
-    turn_rate_ = 0;
-    turn_audio_s_ = 0;
-    turn_frames_ = 0;
-    turn_images_ = 0;
-    turn_video_frames_ = 0;
+    NoteReplyEnd();
+    if (auto s = prompt_.EndTurn(); !s.ok()) return s;
+    if (auto s = Append(); !s.ok()) return s;
     auto handle = backend_->engine()->GenerateInSession(id_, sampling_, stopping_);
     if (!handle.ok()) return handle.status();
     reply_id_ = (*handle)->request_id();
-    replied_ = true;
-    return std::unique_ptr<ReplyStream>(new EngineStream(backend_->engine(), *std::move(handle)));
+    reply_end_ = std::make_shared<ReplyEnd>();
+    return std::unique_ptr<ReplyStream>(
+        new SessionReplyStream(backend_->engine(), *std::move(handle), reply_end_, end_of_turn_));
   }
 
   void Interrupt() override {
@@ -555,170 +521,36 @@ class EngineSession : public Session {
   }
 
  private:
-  void Append(std::vector<int32_t>* ids, const std::string& text) {
-    const std::vector<int32_t> t = tokenizer_->Encode(text);
-    ids->insert(ids->end(), t.begin(), t.end());
+  // Once the reply's Completion was taken, the prompt learns how the model's turn ended.
+  void NoteReplyEnd() {
+    if (reply_end_ == nullptr || !reply_end_->ended) return;
+    prompt_.ReplyEnded(reply_end_->closed);
+    reply_end_ = nullptr;
   }
 
-  absl::Status Push(std::vector<int32_t> ids, std::vector<runtime::MediaRun> media = {}) {
-    const int64_t n = static_cast<int64_t>(ids.size());
-    if (n == 0) return absl::OkStatus();
-    absl::Status s = backend_->engine()->AppendToSession(id_, ids, media);
-    // The engine delivers a reply's Completion a moment before it marks the session idle; input
-    // for the next turn that races it is retried briefly rather than refused.
-    for (int i = 0; i < 500 && replied_ && absl::IsInvalidArgument(s) &&
-                    absl::StrContains(s.message(), "generating");
-         ++i) {
-      absl::SleepFor(absl::Milliseconds(2));
-      s = backend_->engine()->AppendToSession(id_, ids, media);
-    }
+  // Appends what the prompt has ready to the engine session.
+  absl::Status Append() {
+    runtime::Prompt ready = prompt_.TakeReady();
+    if (ready.token_ids.empty()) return absl::OkStatus();
+    backend_->CountMedia(ready);
+    const int64_t n = ready.size();
+    absl::Status s = backend_->engine()->AppendToSession(id_, std::move(ready.token_ids),
+                                                         std::move(ready.media));
     if (!s.ok()) return s;
     context_tokens_ += n;
     return absl::OkStatus();
   }
 
-  absl::Status OpenTurn() {
-    if (turn_open_) return absl::OkStatus();
-    turn_open_ = true;
-    std::vector<int32_t> ids;
-    // After a reply the model's <turn|> (a stop token) is already in the context, or the reply
-    // was cut short: close it so the next turn starts cleanly.
-    if (replied_) Append(&ids, "\n");
-    Append(&ids, "<|turn>user\n");
-    return Push(std::move(ids));
-  }
-
-  absl::Status FlushFrames(bool final) {
-    const size_t frame = runtime::kAudioFrameSamples;
-    size_t frames = pending_.size() / frame;
-    if (final && pending_.size() % frame != 0) {
-      pending_.resize((frames + 1) * frame, 0.0f);  // Zero-pad the last frame.
-      ++frames;
-    }
-    if (frames == 0) return absl::OkStatus();
-    std::vector<int32_t> ids;
-    if (!audio_open_) {
-      ids.push_back(config_.boa_token_id);
-      audio_open_ = true;
-    }
-    auto item = std::make_shared<runtime::MediaItem>();
-    item->kind = runtime::MediaKind::kAudio;
-    item->num_rows = static_cast<int32_t>(frames);
-    item->rows.assign(pending_.begin(), pending_.begin() + frames * frame);
-    item->hash = runtime::HashMediaItem(*item);
-    pending_.erase(pending_.begin(), pending_.begin() + frames * frame);
-    runtime::MediaRun run;
-    run.start = static_cast<int32_t>(ids.size());
-    run.item = std::move(item);
-    ids.insert(ids.end(), frames, config_.audio_token_id);
-    turn_frames_ += static_cast<int64_t>(frames);
-    backend_->CountAudio(static_cast<double>(frames) * 0.04);
-    return Push(std::move(ids), {std::move(run)});
-  }
-
-  // Decodes and preprocesses `image` and appends `text_prefix` + <|image> + N x `soft_id` +
-  // <image|> to the context, where it is prefilled at once.
-  absl::Status AddImageRows(const v1::Image& image, int32_t budget, int32_t soft_id,
-                            const std::string& text_prefix) {
-    const RequestLimits& limits = backend_->options().limits;
-    if (soft_id < 0) return absl::InvalidArgumentError("this model does not take images");
-    runtime::ImageLimits il;
-    il.max_side = limits.max_image_side;
-    il.max_pixels = limits.max_image_pixels;
-    absl::StatusOr<runtime::RgbImage> rgb;
-    if (image.source_case() == v1::Image::kEncoded) {
-      if (static_cast<int64_t>(image.encoded().size()) > limits.max_image_bytes) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("an image is ", image.encoded().size(), " bytes; the limit is ",
-                         limits.max_image_bytes, " (--max_image_bytes)"));
-      }
-      rgb = runtime::DecodeImage(image.encoded(), il);
-    } else if (image.source_case() == v1::Image::kRawRgb) {
-      rgb = runtime::RgbFromRaw(
-          image.raw_rgb(), static_cast<int32_t>(std::min<uint32_t>(image.width(), 1u << 30)),
-          static_cast<int32_t>(std::min<uint32_t>(image.height(), 1u << 30)), il);
-    } else {
-      return absl::InvalidArgumentError("an image has neither encoded nor raw_rgb bytes");
-    }
-    if (!rgb.ok()) return rgb.status();
-    auto item = runtime::PreprocessImage(*rgb, budget);
-    if (!item.ok()) return item.status();
-    if (auto s = OpenTurn(); !s.ok()) return s;
-    if (auto s = CloseAudio(); !s.ok()) return s;
-    std::vector<int32_t> ids;
-    if (!text_prefix.empty()) Append(&ids, text_prefix);
-    ids.push_back(config_.boi_token_id);
-    runtime::MediaRun run;
-    run.start = static_cast<int32_t>(ids.size());
-    run.item = std::make_shared<const runtime::MediaItem>(*std::move(item));
-    ids.insert(ids.end(), run.item->num_rows, soft_id);
-    ids.push_back(config_.eoi_token_id);
-    return Push(std::move(ids), {std::move(run)});
-  }
-
-  // Feeds `n` input-rate samples (n = 0 with in = nullptr: drains the filter) to the resampler and
-  // appends what it produced to pending_.
-  absl::Status Resample(const float* in, size_t n) {
-    if (resampler_ == nullptr) {
-      if (in == nullptr) return absl::OkStatus();
-      soxr_error_t error = nullptr;
-      const soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
-      const soxr_quality_spec_t quality = soxr_quality_spec(SOXR_HQ, 0);
-      resampler_ =
-          soxr_create(turn_rate_, runtime::kAudioSampleRate, 1, &error, &io, &quality, nullptr);
-      if (error != nullptr) {
-        resampler_ = nullptr;
-        return absl::InternalError(absl::StrCat("libsoxr: ", error));
-      }
-    }
-    std::vector<float> out(n * runtime::kAudioSampleRate / turn_rate_ + 1024);
-    while (true) {
-      size_t used = 0, made = 0;
-      soxr_error_t error = soxr_process(resampler_, in, n, &used, out.data(), out.size(), &made);
-      if (error != nullptr) return absl::InternalError(absl::StrCat("libsoxr: ", error));
-      pending_.insert(pending_.end(), out.begin(), out.begin() + made);
-      if (in != nullptr) {
-        in += used;
-        n -= used;
-        if (n == 0) break;
-      } else if (made == 0) {
-        soxr_delete(resampler_);
-        resampler_ = nullptr;
-        break;
-      }
-    }
-    return absl::OkStatus();
-  }
-
-  absl::Status CloseAudio() {
-    if (auto s = Resample(nullptr, 0); !s.ok()) return s;
-    if (auto s = FlushFrames(/*final=*/true); !s.ok()) return s;
-    if (!audio_open_) return absl::OkStatus();
-    audio_open_ = false;
-    return Push({config_.eoa_token_id});
-  }
-
   EngineBackend* const backend_;
   const std::string id_;
-  const bool enable_thinking_;
   const runtime::SamplingParams sampling_;
   const scheduler::StoppingParams stopping_;
-  const runtime::Tokenizer* const tokenizer_;
   const runtime::ModelConfig& config_;
-  bool turn_open_ = false;
-  bool audio_open_ = false;
-  bool replied_ = false;
-  int turn_rate_ = 0;
-  double turn_audio_s_ = 0;
-  int64_t turn_frames_ = 0;
-  int32_t turn_images_ = 0;
-  int32_t turn_video_frames_ = 0;
+  const int32_t end_of_turn_;
+  runtime::SessionPrompt prompt_;
   int64_t context_tokens_ = 0;
-  std::vector<float> pending_;  // 16 kHz samples not yet in a complete frame.
-  // Streaming libsoxr resampler from turn_rate_ to 16 kHz, alive while a clip at another rate is
-  // open; its filter delay is drained when the clip closes.
-  soxr_t resampler_ = nullptr;
   std::string reply_id_;
+  std::shared_ptr<ReplyEnd> reply_end_;
 };
 
 absl::StatusOr<std::unique_ptr<Session>> EngineBackend::OpenSession(const v1::SessionStart& start) {
@@ -736,7 +568,7 @@ absl::StatusOr<std::unique_ptr<Session>> EngineBackend::OpenSession(const v1::Se
   auto id = engine_->OpenSession(so);
   if (!id.ok()) return id.status();
   auto session = std::make_unique<EngineSession>(this, *id, start, sampling, std::move(stopping),
-                                                 tokenizer_.get(), model_->config);
+                                                 tokenizer_.get(), *prompts_, model_->config);
   if (auto s = session->Begin(start.system()); !s.ok()) return s;
   return std::unique_ptr<Session>(std::move(session));
 }

@@ -10,27 +10,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/backend.h"
+#include "server/limits.h"
 #include "server/metrics.h"
 
 namespace tessera::server {
-
-// Limits enforced on every request (reported by GetModelInfo). Each is a server flag.
-struct RequestLimits {
-  int32_t max_prompt_tokens = 0;  // 0: the model's context length.
-  int32_t max_tokens = 8192;
-  int32_t max_images_per_request = 16;
-  int64_t max_image_pixels = 50'000'000;
-  int32_t max_image_side = 8192;
-  int64_t max_image_bytes = 20 << 20;
-  int32_t max_image_tokens = 1120;
-  int32_t default_image_tokens = 280;
-  float max_audio_seconds = 600.0f;
-  int64_t max_audio_bytes = 32 << 20;
-  int32_t max_video_frames = 32;
-  int32_t max_queue_length = 1024;
-  int32_t max_sessions = 64;
-  int64_t max_request_bytes = 64 << 20;
-};
 
 struct EngineBackendOptions {
   // Model directory: config.json, model.safetensors (or shards), tokenizer.json,
@@ -40,7 +23,8 @@ struct EngineBackendOptions {
   std::string served_model_name;
   // "auto" (cuda when a GPU is visible, else cpu), "cpu", "cuda" or "cuda:N".
   std::string device = "auto";
-  RequestLimits limits;
+  // Every request limit (limits.h); reported by GetModelInfo.
+  ServingLimits limits;
   // Engine: sequences at once and tokens per step (see scheduler::EngineOptions).
   int32_t max_num_seqs = 256;
   int32_t max_num_batched_tokens = 2048;

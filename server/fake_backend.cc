@@ -43,8 +43,7 @@ class FakeStream : public ReplyStream {
       c.usage.time_to_first_token = delay;
       c.usage.total_time = absl::Now() - start;
       if (metrics != nullptr) {
-        const char* reasons[] = {"stop", "length", "abort", "error"};
-        metrics->RecordFinished({reasons[static_cast<int>(c.reason)], c.usage.prompt_tokens,
+        metrics->RecordFinished({scheduler::FinishReasonName(c.reason), c.usage.prompt_tokens,
                                  c.usage.completion_tokens, absl::ZeroDuration(),
                                  c.usage.time_to_first_token, c.usage.total_time});
       }
@@ -54,7 +53,13 @@ class FakeStream : public ReplyStream {
   }
   ~FakeStream() override {
     cancelled_.store(true);
-    thread_.join();
+    // The last reference may go on the stream's own thread (a released stream is freed by its
+    // notification): that thread is returning from its last Push and touches nothing after it.
+    if (thread_.get_id() == std::this_thread::get_id()) {
+      thread_.detach();
+    } else {
+      thread_.join();
+    }
   }
   const std::string& request_id() const override { return id_; }
   bool Next(ReplyEvent* event, absl::Duration timeout) override {
@@ -75,13 +80,13 @@ class FakeStream : public ReplyStream {
     return done_;
   }
   void SetNotify(std::function<void()> notify) override {
-    bool now;
+    std::function<void()> now;
     {
       absl::MutexLock lock(&mu_);
       notify_ = std::move(notify);
-      now = !queue_.empty();
+      if (!queue_.empty()) now = notify_;
     }
-    if (now && notify_) notify_();
+    if (now) now();
   }
   void Cancel() override { cancelled_.store(true); }
 
@@ -102,7 +107,7 @@ class FakeStream : public ReplyStream {
   absl::Mutex mu_;
   std::vector<ReplyEvent> queue_ ABSL_GUARDED_BY(mu_);
   bool done_ ABSL_GUARDED_BY(mu_) = false;
-  std::function<void()> notify_;
+  std::function<void()> notify_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 
@@ -119,6 +124,7 @@ FakeBackend::~FakeBackend() = default;
 
 absl::StatusOr<std::unique_ptr<ReplyStream>> FakeBackend::Generate(
     const v1::GenerateRequest& request, absl::Time deadline) {
+  if (before_generate) before_generate(request);
   if (live_.load() >= max_live) {
     return absl::ResourceExhaustedError("the request queue is full (--max_queue_length); retry");
   }

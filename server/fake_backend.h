@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -32,6 +33,8 @@ class FakeBackend : public Backend {
   absl::Duration token_delay = absl::Milliseconds(2);
   // Queue capacity: more live requests than this get ResourceExhausted.
   int max_live = 1000;
+  // Runs first in every Generate, on the thread that builds the prompt (tests make builds slow).
+  std::function<void(const v1::GenerateRequest&)> before_generate;
   // Where finished requests are counted (as the real backend does from the engine's observer).
   ServingMetrics* metrics = nullptr;
 

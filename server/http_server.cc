@@ -36,15 +36,11 @@ struct HttpGeneration {
                   [backend = state->backend()](int32_t t) { return backend->TokenText(t); }) {}
   ~HttpGeneration() {
     if (!finished) {
-      // The client left before the end: stop the request and wait for its Completion so its
-      // blocks are free before the in-flight count drops.
-      stream->Cancel();
-      ReplyEvent e;
-      const absl::Time deadline = absl::Now() + absl::Seconds(30);
-      while (absl::Now() < deadline) {
-        if (!stream->Next(&e, absl::Milliseconds(100))) continue;
-        if (std::holds_alternative<scheduler::Completion>(e)) break;
-      }
+      // The client left before the end: stop the request; the in-flight count drops when its
+      // Completion arrives (its blocks are free then), without holding this thread.
+      ServingState* s = state;
+      ReleaseWhenComplete(std::move(stream), [s] { s->EndRequest(); });
+      return;
     }
     state->EndRequest();
   }
@@ -197,8 +193,11 @@ void HttpServer::Routes() {
       const absl::Time deadline = opts.request_timeout == absl::InfiniteDuration()
                                       ? absl::InfiniteFuture()
                                       : absl::Now() + opts.request_timeout;
-      absl::StatusOr<std::unique_ptr<ReplyStream>> stream =
-          state->backend()->Generate(call->request, deadline);
+      // The prompt is built on the same bounded pool as gRPC's (429 when it is full).
+      absl::StatusOr<std::unique_ptr<ReplyStream>> stream = absl::UnknownError("not built");
+      const absl::Status pooled = state->prompt_pool().Run(
+          [&] { stream = state->backend()->Generate(call->request, deadline); });
+      if (!pooled.ok()) stream = pooled;
       if (!stream.ok()) {
         state->EndRequest();
         state->Rejected(stream.status());

@@ -2,9 +2,12 @@
 // disconnect-aborts and drain.
 #include "server/http_server.h"
 
+#include <atomic>
 #include <memory>
+#include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "nlohmann/json.hpp"
@@ -15,10 +18,11 @@ namespace {
 
 class HttpServerTest : public ::testing::Test {
  protected:
-  void StartServer(ApiKeys keys = ApiKeys(), int64_t max_bytes = 1 << 20) {
+  void StartServer(ApiKeys keys = ApiKeys(), int64_t max_bytes = 1 << 20,
+                   WorkPoolOptions pool = {}) {
     metrics_ = std::make_unique<ServingMetrics>(MetricsOptions{});
     backend_.metrics = metrics_.get();
-    state_ = std::make_unique<ServingState>(&backend_, metrics_.get(), std::move(keys), true);
+    state_ = std::make_unique<ServingState>(&backend_, metrics_.get(), std::move(keys), true, pool);
     HttpServerOptions options;
     options.host = "127.0.0.1";
     options.port = 0;
@@ -26,7 +30,6 @@ class HttpServerTest : public ::testing::Test {
     options.threads = 16;
     options.heartbeat = absl::Milliseconds(50);
     options.openai.model_id = "fake";
-    options.openai.max_tokens_limit = 100;
     auto server = HttpServer::Start(options, state_.get());
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -108,8 +111,8 @@ TEST_F(HttpServerTest, ErrorTableKeepsServing) {
       {"/v1/chat/completions",
        R"({"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]}]})",
        400, "not a PNG or JPEG"},
-      {"/v1/chat/completions", R"({"messages":[{"role":"user","content":"x"}],"max_tokens":101})",
-       400, "'max_tokens' is 101"},
+      {"/v1/chat/completions", R"({"messages":[{"role":"user","content":"x"}],"max_tokens":0})",
+       400, "'max_tokens' is 0"},
       {"/v1/chat/completions", std::string(5000, ' '), 413, "--max_request_bytes (4096 bytes)"},
       {"/v1/completions", R"({"prompt":7})", 400, "'prompt' must be a string"},
       {"/v1/nothing", "{}", 404, "no route"},
@@ -199,6 +202,38 @@ TEST_F(HttpServerTest, DrainRefusesNewRequestsAndLetsInFlightFinish) {
   EXPECT_TRUE(absl::StrContains(refused->body, "shutting down"));
   EXPECT_TRUE(state_->WaitIdle(absl::Now() + absl::Seconds(10)));
   inflight.join();
+}
+
+// HTTP builds prompts on the same bounded pool as gRPC: full, it answers 429 at once.
+TEST_F(HttpServerTest, FullPromptPoolAnswers429) {
+  std::atomic<bool> started{false};
+  absl::Notification release;
+  backend_.before_generate = [&](const v1::GenerateRequest& r) {
+    if (!absl::StrContains(r.messages(0).parts(0).text(), "slow")) return;
+    started = true;
+    release.WaitForNotification();
+  };
+  StartServer(ApiKeys(), 1 << 20, {/*threads=*/1, /*max_queued=*/0});
+  state_->SetReady(true);
+  int slow_status = 0;
+  std::thread slow([&] {
+    httplib::Client c("127.0.0.1", server_->port());
+    auto res =
+        c.Post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"slow words"}]})",
+               "application/json");
+    slow_status = res ? res->status : -1;
+  });
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!started && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(2));
+  ASSERT_TRUE(started);
+  auto full = client_->Post("/v1/chat/completions", kChat, "application/json");
+  ASSERT_TRUE(full);
+  EXPECT_EQ(full->status, 429) << full->body;
+  EXPECT_TRUE(absl::StrContains(full->body, "--prompt_queue_length")) << full->body;
+  release.Notify();
+  slow.join();
+  EXPECT_EQ(slow_status, 200);
+  EXPECT_EQ(client_->Post("/v1/chat/completions", kChat, "application/json")->status, 200);
 }
 
 }  // namespace

@@ -12,20 +12,6 @@
 namespace tessera::server {
 namespace {
 
-// Cancels `stream` and waits (bounded) for the engine's Completion, so that nothing a call started
-// outlives it: its KV blocks are freed at the next step boundary.
-void CancelAndAwaitCompletion(ReplyStream* stream) {
-  stream->Cancel();
-  ReplyEvent e;
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (absl::Now() < deadline) {
-    if (stream->Next(&e, absl::Milliseconds(50)) &&
-        std::holds_alternative<scheduler::Completion>(e)) {
-      return;
-    }
-  }
-}
-
 absl::Status Authenticate(ServingState* state, grpc::CallbackServerContext* context) {
   if (!state->keys().enabled()) return absl::OkStatus();
   const auto& md = context->client_metadata();
@@ -84,11 +70,19 @@ v1::FinishReason ToProto(scheduler::FinishReason r) {
 // Generate
 // ---------------------------------------------------------------------------------------------
 
+// The prompt is built on the state's worker pool (Backend::Generate decodes images, resamples and
+// tokenizes), never on a gRPC callback thread. While that job runs the call is not finished (a
+// cancel or failed write defers Finish until the job is back), so OnDone never races it; OnDone
+// itself never waits: a request still running is cancelled and released to end from its
+// Completion (ReleaseWhenComplete), which ends the in-flight count and touches no reactor.
 class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
  public:
   GenerateReactor(ServingState* state, grpc::CallbackServerContext* context,
                   const v1::GenerateRequest* request)
-      : state_(state), link_(std::make_shared<NotifyLink<GenerateReactor>>()) {
+      : state_(state),
+        link_(std::make_shared<NotifyLink<GenerateReactor>>()),
+        request_(request),
+        deadline_(Deadline(context)) {
     absl::Status s = Authenticate(state, context);
     if (s.ok()) s = state->BeginRequest();
     if (!s.ok()) {
@@ -97,19 +91,18 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
       return;
     }
     counted_ = true;
-    auto stream = state->backend()->Generate(*request, Deadline(context));
-    if (!stream.ok()) {
-      state->Rejected(stream.status());
-      Finish(ToGrpcStatus(stream.status()));
-      return;
-    }
-    stream_ = *std::move(stream);
     {
       absl::MutexLock lock(&link_->mu);
       link_->reactor = this;
     }
-    auto link = link_;
-    stream_->SetNotify([link] { link->Fire(); });
+    absl::MutexLock lock(&mu_);
+    building_ = true;
+    s = state->prompt_pool().Submit([this] { Build(); });
+    if (!s.ok()) {
+      building_ = false;
+      state->Rejected(s);
+      FinishOnceLocked(ToGrpcStatus(s));
+    }
   }
 
   // From the engine thread (through the link) or from OnWriteDone: starts the next write if none
@@ -135,26 +128,55 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   }
 
   void OnCancel() override {
-    // stream_ is fixed after construction; cancel outside the lock in case the engine notifies
-    // synchronously. The request's KV is freed at the next step boundary.
-    if (stream_) stream_->Cancel();
+    // The request's KV is freed at the next step boundary.
     absl::MutexLock lock(&mu_);
-    if (!writing_) {
-      FinishOnceLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
-    }
+    cancelled_ = true;
+    if (stream_) stream_->Cancel();
+    if (!writing_) FinishOnceLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
   }
 
   void OnDone() override {
     link_->Detach();
-    if (stream_ && !final_seen_) {
-      // Wait (bounded) for the engine to confirm the stop so nothing outlives the call.
-      CancelAndAwaitCompletion(stream_.get());
+    std::unique_ptr<ReplyStream> stream;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!final_seen_) stream = std::move(stream_);
     }
-    if (counted_) state_->EndRequest();
+    if (stream != nullptr) {
+      ServingState* state = state_;
+      ReleaseWhenComplete(std::move(stream), [state] { state->EndRequest(); });
+    } else if (counted_) {
+      state_->EndRequest();
+    }
     delete this;
   }
 
  private:
+  // On the pool: builds the prompt and submits; then streams from the engine's notifications.
+  void Build() {
+    auto stream = state_->backend()->Generate(*request_, deadline_);
+    ReplyStream* raw = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!stream.ok()) {
+        state_->Rejected(stream.status());
+        building_ = false;
+        FinishOnceLocked(ToGrpcStatus(stream.status()));
+        return;
+      }
+      stream_ = *std::move(stream);
+      raw = stream_.get();
+      if (cancelled_) stream_->Cancel();
+    }
+    // Outside mu_: the stream may notify at once, and OnEvents takes mu_. The call cannot finish
+    // meanwhile (building_), so the stream is still ours.
+    auto link = link_;
+    raw->SetNotify([link] { link->Fire(); });
+    absl::MutexLock lock(&mu_);
+    building_ = false;
+    if (deferred_finish_) FinishOnceLocked(deferred_status_);
+  }
+
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (writing_ || final_written_ || finished_ || stream_ == nullptr) return;
     std::vector<ReplyEvent> events;
@@ -189,22 +211,34 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
     StartWrite(&response_);
   }
 
+  // While the prompt job runs, Finish waits for it (so OnDone never runs under it).
   void FinishOnceLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_) return;
+    if (building_) {
+      if (!deferred_finish_) deferred_status_ = status;
+      deferred_finish_ = true;
+      return;
+    }
     finished_ = true;
     Finish(status);
   }
 
   ServingState* const state_;
   std::shared_ptr<NotifyLink<GenerateReactor>> link_;
-  std::unique_ptr<ReplyStream> stream_;
+  const v1::GenerateRequest* const request_;  // gRPC's, valid until OnDone.
+  const absl::Time deadline_;
   bool counted_ = false;
   absl::Mutex mu_;
+  std::unique_ptr<ReplyStream> stream_ ABSL_GUARDED_BY(mu_);
   std::deque<ReplyEvent> pending_ ABSL_GUARDED_BY(mu_);
   v1::GenerateResponse response_ ABSL_GUARDED_BY(mu_);
+  bool building_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool deferred_finish_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status deferred_status_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool final_written_ ABSL_GUARDED_BY(mu_) = false;
-  bool final_seen_ = false;
+  bool final_seen_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
 };
@@ -241,12 +275,40 @@ class ConverseReactor final
       MaybeFinishLocked();
       return;
     }
-    absl::Status s = HandleLocked(request_);
+    // Images and frames are decoded on the worker pool; the next message is read only after this
+    // one was handled, so input stays in order.
+    if (session_ && (request_.has_image() || request_.has_frame()) && !(reply_ && !reply_done_)) {
+      busy_ = true;
+      absl::Status s = state_->prompt_pool().Submit([this] { DecodeOnPool(); });
+      if (!s.ok()) {
+        busy_ = false;
+        FailLocked(s);
+      }
+      return;
+    }
+    ReplyStream* arm = nullptr;
+    absl::Status s = HandleLocked(request_, &arm);
     if (!s.ok()) {
       FailLocked(s);
       return;
     }
-    StartRead(&request_);
+    if (arm == nullptr) {
+      StartRead(&request_);
+      return;
+    }
+    // The reply's notification may fire at once and OnEvents takes mu_: set it unlocked, with the
+    // call held open (busy_) so the reply stays ours.
+    busy_ = true;
+    mu_.Unlock();
+    auto link = link_;
+    arm->SetNotify([link] { link->Fire(); });
+    mu_.Lock();
+    busy_ = false;
+    if (deferred_finish_) {
+      FinishOnceLocked(deferred_status_);
+    } else if (!finished_) {
+      StartRead(&request_);
+    }
   }
 
   void OnEvents() {
@@ -273,17 +335,49 @@ class ConverseReactor final
 
   void OnDone() override {
     link_->Detach();
-    if (reply_ && !reply_done_) {
-      CancelAndAwaitCompletion(reply_.get());
+    std::unique_ptr<ReplyStream> reply;
+    std::unique_ptr<Session> session;
+    {
+      absl::MutexLock lock(&mu_);
+      if (reply_ && !reply_done_) reply = std::move(reply_);
+      session = std::move(session_);
     }
-    reply_.reset();
-    session_.reset();  // Closes the session: its blocks go to the prefix cache.
-    if (counted_) state_->EndRequest();
+    if (reply != nullptr) {
+      // A reply still running ends from its Completion, without waiting here.
+      ServingState* state = state_;
+      ReleaseWhenComplete(std::move(reply), [state] { state->EndRequest(); });
+    } else if (counted_) {
+      state_->EndRequest();
+    }
+    session.reset();  // Closes the session: its blocks go to the prefix cache.
     delete this;
   }
 
  private:
-  absl::Status HandleLocked(const v1::ConverseRequest& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // On the pool: an image or frame event. The call does not finish meanwhile (busy_), so
+  // the session and request_ stay valid.
+  void DecodeOnPool() {
+    Session* session;
+    {
+      absl::MutexLock lock(&mu_);
+      session = session_.get();
+    }
+    const absl::Status s = request_.has_image() ? session->AddImage(request_.image())
+                                                : session->AddVideoFrame(request_.frame());
+    absl::MutexLock lock(&mu_);
+    busy_ = false;
+    if (deferred_finish_) {
+      FinishOnceLocked(deferred_status_);
+    } else if (!s.ok()) {
+      FailLocked(s);
+    } else if (!finished_) {
+      StartRead(&request_);
+    }
+  }
+
+  // `*arm` is set to a new reply whose notification the caller must set up.
+  absl::Status HandleLocked(const v1::ConverseRequest& r, ReplyStream** arm)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (r.has_start()) {
       if (session_) return absl::InvalidArgumentError("'start' may only be the first message");
       auto session = state_->backend()->OpenSession(r.start());
@@ -318,15 +412,13 @@ class ConverseReactor final
       return absl::OkStatus();
     }
     if (r.event_case() == v1::ConverseRequest::kText) return session_->AddText(r.text());
-    if (r.has_image()) return session_->AddImage(r.image());
-    if (r.has_frame()) return session_->AddVideoFrame(r.frame());
+    // (Images and frames are decoded on the pool: OnReadDone.)
     if (r.has_end_turn()) {
       auto reply = session_->EndTurn();
       if (!reply.ok()) return reply.status();
       reply_ = *std::move(reply);
       reply_done_ = false;
-      auto link = link_;
-      reply_->SetNotify([link] { link->Fire(); });
+      *arm = reply_.get();  // Its notification is set outside mu_ (it may fire at once).
       return absl::OkStatus();
     }
     return absl::InvalidArgumentError("empty ConverseRequest: set one event");
@@ -386,8 +478,14 @@ class ConverseReactor final
     FinishOnceLocked(ToGrpcStatus(s));
   }
 
+  // While an image is being decoded on the pool, Finish waits for it.
   void FinishOnceLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_) return;
+    if (busy_) {
+      if (!deferred_finish_) deferred_status_ = status;
+      deferred_finish_ = true;
+      return;
+    }
     finished_ = true;
     Finish(status);
   }
@@ -395,11 +493,14 @@ class ConverseReactor final
   ServingState* const state_;
   std::shared_ptr<NotifyLink<ConverseReactor>> link_;
   bool counted_ = false;
-  v1::ConverseRequest request_;  // Owned by the read in flight.
+  v1::ConverseRequest request_;  // Owned by the read in flight (or the decode on the pool).
   absl::Mutex mu_;
   std::unique_ptr<Session> session_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<ReplyStream> reply_;
-  bool reply_done_ = false;
+  std::unique_ptr<ReplyStream> reply_ ABSL_GUARDED_BY(mu_);
+  bool reply_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool busy_ ABSL_GUARDED_BY(mu_) = false;
+  bool deferred_finish_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status deferred_status_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::ConverseResponse> outbox_ ABSL_GUARDED_BY(mu_);
   v1::ConverseResponse current_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -474,10 +575,21 @@ grpc::ServerUnaryReactor* InferenceService::CountTokens(grpc::CallbackServerCont
     s = absl::UnavailableError("the model is still loading, or the server is draining");
   }
   if (!s.ok()) return FinishUnary(context, s);
-  auto counted = state_->backend()->CountTokens(*request);
-  if (!counted.ok()) return FinishUnary(context, counted.status());
-  *response = *std::move(counted);
-  return FinishUnary(context, absl::OkStatus());
+  // Counting builds the prompt (images decoded): on the pool. The call is not finished until the
+  // job is done, so `request` and `response` stay valid.
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  Backend* backend = state_->backend();
+  s = state_->prompt_pool().Submit([reactor, backend, request, response] {
+    auto counted = backend->CountTokens(*request);
+    if (!counted.ok()) {
+      reactor->Finish(ToGrpcStatus(counted.status()));
+      return;
+    }
+    *response = *std::move(counted);
+    reactor->Finish(grpc::Status::OK);
+  });
+  if (!s.ok()) reactor->Finish(ToGrpcStatus(s));
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerContext* context,

@@ -2,7 +2,12 @@
 // cancellation reaching the backend, Abort's NOT_FOUND, drain.
 #include "server/inference_service.h"
 
+#include <atomic>
+#include <thread>
+#include <vector>
+
 #include "absl/strings/match.h"
+#include "absl/synchronization/notification.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/fake_backend.h"
@@ -13,9 +18,9 @@ namespace {
 
 class InferenceServiceTest : public ::testing::Test {
  protected:
-  void Start(ApiKeys keys = ApiKeys()) {
+  void Start(ApiKeys keys = ApiKeys(), WorkPoolOptions pool = {}) {
     metrics_ = std::make_unique<ServingMetrics>(MetricsOptions{});
-    state_ = std::make_unique<ServingState>(&backend_, metrics_.get(), std::move(keys), true);
+    state_ = std::make_unique<ServingState>(&backend_, metrics_.get(), std::move(keys), true, pool);
     service_ = std::make_unique<InferenceService>(state_.get());
     GrpcServerOptions options;
     options.host = "127.0.0.1";
@@ -151,6 +156,108 @@ TEST_F(InferenceServiceTest, ErrorsMapToGrpcCodes) {
     EXPECT_FALSE(reader->Read(&r));
     EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
   }
+}
+
+// Builds of prompts containing "slow" block until released (the test double's hook runs where the
+// prompt is built).
+struct SlowBuilds {
+  explicit SlowBuilds(FakeBackend* backend) {
+    backend->before_generate = [this](const v1::GenerateRequest& r) {
+      if (r.messages_size() == 0 || !absl::StrContains(r.messages(0).parts(0).text(), "slow")) {
+        return;
+      }
+      ++started;
+      release.WaitForNotification();
+    };
+  }
+  void WaitStarted(int n) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (started.load() < n && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(2));
+  }
+  std::atomic<int> started{0};
+  absl::Notification release;
+};
+
+// A call that is streaming keeps streaming while other calls' prompt builds hang: builds run on
+// the worker pool, not on gRPC's callback threads (eight stuck builds would otherwise hold as many
+// callback threads).
+TEST_F(InferenceServiceTest, SlowPromptBuildsDoNotDelayAnotherCallsStreaming) {
+  backend_.token_delay = absl::Milliseconds(5);
+  SlowBuilds slow(&backend_);
+  Start(ApiKeys(), {/*threads=*/8, /*max_queued=*/8});
+  grpc::ClientContext ctx;
+  std::string words;
+  for (int i = 0; i < 40; ++i) words += "w ";
+  auto reader = stub_->Generate(&ctx, Request(words));
+  v1::GenerateResponse r;
+  ASSERT_TRUE(reader->Read(&r));  // Streaming.
+  std::vector<std::thread> callers;
+  std::atomic<int> slow_ok{0};
+  for (int i = 0; i < 8; ++i) {
+    callers.emplace_back([&] {
+      grpc::ClientContext c;
+      auto slow_reader = stub_->Generate(&c, Request("slow one"));
+      v1::GenerateResponse sr;
+      while (slow_reader->Read(&sr)) {
+      }
+      if (slow_reader->Finish().ok()) ++slow_ok;
+    });
+  }
+  slow.WaitStarted(8);
+  if (slow.started.load() != 8) {  // Builds on callback threads stall after gRPC's few threads.
+    ADD_FAILURE() << "only " << slow.started.load() << " of 8 prompt builds started";
+    slow.release.Notify();
+    ctx.TryCancel();
+    for (auto& t : callers) t.join();
+    return;
+  }
+  int tokens = r.token_ids_size();
+  while (reader->Read(&r)) tokens += r.token_ids_size();
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(tokens, 40);
+  EXPECT_EQ(slow.started.load(), 8);
+  EXPECT_FALSE(slow.release.HasBeenNotified());  // All of it while the builds were stuck.
+  slow.release.Notify();
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(slow_ok.load(), 8);
+}
+
+// A full pool refuses at once with RESOURCE_EXHAUSTED; a call cancelled while its prompt is being
+// built ends CANCELLED once the build is back, leaving nothing running.
+TEST_F(InferenceServiceTest, FullPoolAnswersResourceExhaustedAndCancelWaitsForNothing) {
+  SlowBuilds slow(&backend_);
+  Start(ApiKeys(), {/*threads=*/1, /*max_queued=*/1});
+  auto run = [&](grpc::ClientContext* c) {
+    auto reader = stub_->Generate(c, Request("slow call"));
+    v1::GenerateResponse r;
+    while (reader->Read(&r)) {
+    }
+    return reader->Finish();
+  };
+  grpc::ClientContext c1, c2, c3;
+  grpc::Status s1, s2;
+  std::thread t1([&] { s1 = run(&c1); });
+  slow.WaitStarted(1);
+  std::thread t2([&] { s2 = run(&c2); });
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (state_->prompt_pool().queued() < 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  const grpc::Status s3 = run(&c3);
+  EXPECT_EQ(s3.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s3.error_message();
+  EXPECT_TRUE(absl::StrContains(s3.error_message(), "--prompt_queue_length")) << s3.error_message();
+  c1.TryCancel();  // Its build is stuck: the call ends when the build is back.
+  absl::SleepFor(absl::Milliseconds(50));
+  slow.release.Notify();
+  t1.join();
+  t2.join();
+  EXPECT_EQ(s1.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_TRUE(s2.ok()) << s2.error_message();
+  while ((backend_.live() > 0 || state_->in_flight() > 0) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(backend_.live(), 0);
+  EXPECT_EQ(state_->in_flight(), 0);
 }
 
 }  // namespace

@@ -29,9 +29,11 @@
 #include "server/engine_backend.h"
 #include "server/grpc_server.h"
 #include "server/http_server.h"
+#include "server/image_fetcher.h"
 #include "server/inference_service.h"
 #include "server/metrics.h"
 #include "server/serving_state.h"
+#include "server/work_pool.h"
 
 // Model and device.
 ABSL_FLAG(std::string, model, "",
@@ -60,6 +62,11 @@ ABSL_FLAG(int, http_port, 8080, "HTTP port (OpenAI API, /health, /ready, /metric
 ABSL_FLAG(std::string, port_file, "",
           "If set, write the bound ports as JSON ({\"grpc\": N, \"http\": M}) to this file once "
           "serving (for tests and supervisors that start the server on port 0).");
+ABSL_FLAG(int, prompt_threads, 4,
+          "Threads that build prompts (image decoding, resampling, tokenizing) off the gRPC and "
+          "HTTP threads; more build more prompts at once, taking CPU from the model step.");
+ABSL_FLAG(int, prompt_queue_length, 256,
+          "Prompt builds that may wait for a thread; beyond it 429 / RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int, http_threads, 512,
           "HTTP connection threads; each open streaming response holds one.");
 
@@ -79,15 +86,17 @@ ABSL_FLAG(std::string, allowed_image_url_prefixes, "",
 // Limits.
 ABSL_FLAG(int64_t, max_request_bytes, 64 << 20,
           "Largest HTTP body / gRPC message, in bytes (413 / RESOURCE_EXHAUSTED above).");
-ABSL_FLAG(int, max_images_per_request, 16, "Most images (and video frames) in one request.");
+ABSL_FLAG(int, max_images_per_request, 16,
+          "Most images in one request (one turn of a Converse session).");
 ABSL_FLAG(int64_t, max_image_pixels, 50'000'000, "Most pixels per image, read from the header.");
 ABSL_FLAG(int, max_image_side, 8192, "Longest image side in pixels.");
 ABSL_FLAG(int64_t, max_image_bytes, 20 << 20, "Largest encoded image, in bytes.");
 ABSL_FLAG(int, max_image_tokens, 1120, "Largest per-image soft-token budget a request may ask.");
 ABSL_FLAG(int, default_image_tokens, 280, "Soft-token budget of an image that names none.");
-ABSL_FLAG(double, max_audio_seconds, 600.0, "Longest audio per request, in seconds.");
+ABSL_FLAG(double, max_audio_seconds, 600.0,
+          "Longest audio per request (per Converse turn), in seconds; one clip is at most 30 s.");
 ABSL_FLAG(int64_t, max_audio_bytes, 32 << 20, "Largest WAV file, in bytes.");
-ABSL_FLAG(int, max_video_frames, 32, "Most video frames per request.");
+ABSL_FLAG(int, max_video_frames, 32, "Most video frames per request (per Converse turn).");
 ABSL_FLAG(int, max_prompt_tokens, 0, "Most prompt tokens; 0 = the model's context length.");
 ABSL_FLAG(int, max_tokens_limit, 8192, "Largest max_tokens a request may ask for.");
 ABSL_FLAG(int, max_queue_length, 1024,
@@ -169,6 +178,8 @@ struct ServerOptions {
   HttpServerOptions http;
   EngineBackendOptions backend;
   InferenceServiceOptions inference;
+  std::vector<std::string> allowed_image_url_prefixes;
+  WorkPoolOptions prompt_pool;
   std::string api_key_file;
   bool open_probes = true;
   std::string port_file;
@@ -206,23 +217,25 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const char* argv0) {
   b.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
   b.session_ttl = absl::Seconds(absl::GetFlag(FLAGS_session_ttl_s));
   b.max_session_tokens = absl::GetFlag(FLAGS_max_session_tokens);
-  RequestLimits& l = b.limits;
-  l.max_prompt_tokens = absl::GetFlag(FLAGS_max_prompt_tokens);
+  // The one limits struct (server/limits.h): filled here, passed down to every part that checks.
+  ServingLimits& l = b.limits;
+  runtime::PromptLimits& p = l.prompt;
+  p.max_prompt_tokens = absl::GetFlag(FLAGS_max_prompt_tokens);
+  p.max_images_per_request = absl::GetFlag(FLAGS_max_images_per_request);
+  p.max_image_pixels = absl::GetFlag(FLAGS_max_image_pixels);
+  p.max_image_side = absl::GetFlag(FLAGS_max_image_side);
+  p.max_image_bytes = absl::GetFlag(FLAGS_max_image_bytes);
+  p.max_image_tokens = absl::GetFlag(FLAGS_max_image_tokens);
+  p.default_image_tokens = absl::GetFlag(FLAGS_default_image_tokens);
+  p.max_audio_seconds = absl::GetFlag(FLAGS_max_audio_seconds);
+  p.max_audio_bytes = absl::GetFlag(FLAGS_max_audio_bytes);
+  p.max_video_frames = absl::GetFlag(FLAGS_max_video_frames);
   l.max_tokens = absl::GetFlag(FLAGS_max_tokens_limit);
-  l.max_images_per_request = absl::GetFlag(FLAGS_max_images_per_request);
-  l.max_image_pixels = absl::GetFlag(FLAGS_max_image_pixels);
-  l.max_image_side = absl::GetFlag(FLAGS_max_image_side);
-  l.max_image_bytes = absl::GetFlag(FLAGS_max_image_bytes);
-  l.max_image_tokens = absl::GetFlag(FLAGS_max_image_tokens);
-  l.default_image_tokens = absl::GetFlag(FLAGS_default_image_tokens);
-  l.max_audio_seconds = static_cast<float>(absl::GetFlag(FLAGS_max_audio_seconds));
-  l.max_audio_bytes = absl::GetFlag(FLAGS_max_audio_bytes);
-  l.max_video_frames = absl::GetFlag(FLAGS_max_video_frames);
   l.max_queue_length = absl::GetFlag(FLAGS_max_queue_length);
   l.max_sessions = absl::GetFlag(FLAGS_max_sessions);
   l.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
   if (l.max_tokens < 1 || l.max_queue_length < 1 || l.max_request_bytes < 1024 ||
-      l.max_images_per_request < 0 || l.max_sessions < 0) {
+      p.max_images_per_request < 0 || l.max_sessions < 0) {
     return absl::InvalidArgumentError(
         "--max_tokens_limit and --max_queue_length must be >= 1, --max_request_bytes >= 1024, "
         "--max_images_per_request and --max_sessions >= 0");
@@ -239,12 +252,10 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const char* argv0) {
   const double timeout_s = absl::GetFlag(FLAGS_request_timeout_s);
   o.http.request_timeout = timeout_s > 0 ? absl::Seconds(timeout_s) : absl::InfiniteDuration();
   o.http.openai.model_id = ServedModelName(b);
-  o.http.openai.max_images_per_request = l.max_images_per_request;
-  o.http.openai.max_tokens_limit = l.max_tokens;
-  o.http.openai.max_image_bytes = l.max_image_bytes;
-  for (absl::string_view p : absl::StrSplit(absl::GetFlag(FLAGS_allowed_image_url_prefixes), ',',
-                                            absl::SkipWhitespace())) {
-    o.http.openai.allowed_image_url_prefixes.emplace_back(p);
+  o.http.openai.limits = l.prompt;
+  for (absl::string_view prefix : absl::StrSplit(absl::GetFlag(FLAGS_allowed_image_url_prefixes),
+                                                 ',', absl::SkipWhitespace())) {
+    o.allowed_image_url_prefixes.emplace_back(prefix);
   }
 
   const std::string cert = absl::GetFlag(FLAGS_tls_cert), key = absl::GetFlag(FLAGS_tls_key);
@@ -260,6 +271,11 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const char* argv0) {
     o.grpc.tls_key_pem = *key_pem;
     o.http.tls_cert_file = cert;
     o.http.tls_key_file = key;
+  }
+  o.prompt_pool.threads = absl::GetFlag(FLAGS_prompt_threads);
+  o.prompt_pool.max_queued = absl::GetFlag(FLAGS_prompt_queue_length);
+  if (o.prompt_pool.threads < 1 || o.prompt_pool.max_queued < 0) {
+    return absl::InvalidArgumentError("--prompt_threads must be >= 1, --prompt_queue_length >= 0");
   }
   o.api_key_file = absl::GetFlag(FLAGS_api_key_file);
   o.open_probes = absl::GetFlag(FLAGS_open_probes);
@@ -315,9 +331,16 @@ int Main(const char* argv0) {
   metrics_options.model_name = ServedModelName(options->backend);
   metrics_options.emit_vllm_names = options->emit_vllm_metrics;
   ServingMetrics metrics(metrics_options);
-  ServingState state(nullptr, &metrics, std::move(keys), options->open_probes);
+  ServingState state(nullptr, &metrics, std::move(keys), options->open_probes,
+                     options->prompt_pool);
   state.SetReady(false);
   InferenceService inference(&state, options->inference);
+  // Remote image_url parts are fetched only when prefixes are allowed.
+  std::unique_ptr<HttpImageFetcher> image_fetcher;
+  if (!options->allowed_image_url_prefixes.empty()) {
+    image_fetcher = std::make_unique<HttpImageFetcher>(options->allowed_image_url_prefixes);
+    options->http.openai.image_fetcher = image_fetcher.get();
+  }
 
   options->grpc.health_service_names = {v1::Inference::service_full_name()};
   auto grpc_server = GrpcServer::Start(options->grpc, {&inference});

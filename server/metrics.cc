@@ -9,6 +9,7 @@
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "prometheus/text_serializer.h"
+#include "scheduler/request.h"
 
 namespace tessera::server {
 namespace {
@@ -70,7 +71,9 @@ ServingMetrics::ServingMetrics(const MetricsOptions& options)
                           .Name(std::string(kPrefix) + "request_success_total")
                           .Help("Requests that ended, by finished_reason.")
                           .Register(*registry_);
-  for (const char* reason : {"stop", "length", "abort", "error"}) RequestSuccess(reason);
+  for (scheduler::FinishReason reason : scheduler::kAllFinishReasons) {
+    RequestSuccess(scheduler::FinishReasonName(reason));
+  }
   rejected_ = &prometheus::BuildCounter()
                    .Name(std::string(kPrefix) + "request_rejected_total")
                    .Help("Requests refused at the edge, by error code.")

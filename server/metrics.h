@@ -45,7 +45,7 @@ struct EngineSnapshot {
 
 // Timings of one finished request, as the edge saw them plus the engine's usage.
 struct RequestRecord {
-  std::string finished_reason;  // "stop", "length", "abort" or "error".
+  std::string finished_reason;  // scheduler::FinishReasonName.
   int64_t prompt_tokens = 0;
   int64_t generation_tokens = 0;
   absl::Duration queue_time;

@@ -7,8 +7,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "httplib.h"
 #include "nlohmann/json.hpp"
+#include "runtime/prompt/media_inputs.h"
 
 namespace tessera::server {
 namespace {
@@ -87,18 +87,16 @@ struct Parser {
     if (auto s = Integer(body, "n", 1, 1 << 20, &n); !s.ok()) return s;
     if (n && *n != 1) return Error("n", "only n=1 is supported");
 
+    // The server's --max_tokens_limit is checked where both APIs meet (EngineBackend); here only
+    // what fits the proto.
     std::optional<int64_t> max_tokens;
     for (const char* key : {"max_completion_tokens", "max_tokens"}) {
       if (max_tokens) break;
-      if (auto s = Integer(body, key, 1, options.max_tokens_limit, &max_tokens); !s.ok()) {
-        return s;
-      }
+      if (auto s = Integer(body, key, 1, UINT32_MAX, &max_tokens); !s.ok()) return s;
     }
     if (max_tokens) r.mutable_stopping()->set_max_tokens(static_cast<uint32_t>(*max_tokens));
     std::optional<int64_t> min_tokens;
-    if (auto s = Integer(body, "min_tokens", 0, options.max_tokens_limit, &min_tokens); !s.ok()) {
-      return s;
-    }
+    if (auto s = Integer(body, "min_tokens", 0, UINT32_MAX, &min_tokens); !s.ok()) return s;
     if (min_tokens) r.mutable_stopping()->set_min_tokens(static_cast<uint32_t>(*min_tokens));
 
     std::optional<double> v;
@@ -216,44 +214,18 @@ struct Parser {
       return absl::OkStatus();
     }
     if (absl::StartsWith(url, "http://") || absl::StartsWith(url, "https://")) {
-      bool allowed = false;
-      for (const std::string& prefix : options.allowed_image_url_prefixes) {
-        if (absl::StartsWith(url, prefix)) allowed = true;
-      }
-      if (!allowed) {
+      if (options.image_fetcher == nullptr) {
         return Error("messages",
                      "remote image URLs are not allowed on this server; send the image inline as "
                      "a data: URI (or start the server with --allowed_image_url_prefixes)");
       }
-      return Fetch(url, image);
+      absl::StatusOr<std::string> bytes =
+          options.image_fetcher->Fetch(url, options.limits.max_image_bytes);
+      if (!bytes.ok()) return Error("messages", std::string(bytes.status().message()));
+      image->set_encoded(*std::move(bytes));
+      return absl::OkStatus();
     }
     return Error("messages", "image_url must be a data: URI (or an allowed http(s) URL)");
-  }
-
-  absl::Status Fetch(const std::string& url, v1::Image* image) {
-    const size_t scheme_end = url.find("://") + 3;
-    const size_t path_start = url.find('/', scheme_end);
-    const std::string origin = url.substr(0, path_start);
-    const std::string path = path_start == std::string::npos ? "/" : url.substr(path_start);
-    httplib::Client client(origin);
-    client.set_connection_timeout(5);
-    client.set_read_timeout(10);
-    std::string bytes;
-    bool too_big = false;
-    auto res = client.Get(path, [&](const char* data, size_t len) {
-      bytes.append(data, len);
-      too_big = static_cast<int64_t>(bytes.size()) > options.max_image_bytes;
-      return !too_big;
-    });
-    if (too_big) {
-      return Error("messages", absl::StrCat("image at ", url, " is larger than ",
-                                            options.max_image_bytes, " bytes"));
-    }
-    if (!res || res->status != 200) {
-      return Error("messages", absl::StrCat("could not fetch image ", url));
-    }
-    image->set_encoded(std::move(bytes));
-    return absl::OkStatus();
   }
 
   absl::Status Messages(const json& body) {
@@ -307,9 +279,9 @@ struct Parser {
         } else if (t == "image_url") {
           if (r != "user")
             return Error("messages", pwhere + ": images are accepted in user turns only");
-          if (++images > options.max_images_per_request) {
-            return Error("messages", absl::StrCat("more than ", options.max_images_per_request,
-                                                  " images in one request"));
+          // Counted here too so that no more images are fetched than the request may hold.
+          if (auto s = runtime::CheckImageCount(++images, options.limits, "request"); !s.ok()) {
+            return Error("messages", std::string(s.message()));
           }
           auto iu = part.find("image_url");
           std::string url;
@@ -446,20 +418,6 @@ absl::StatusOr<OpenAiCall> ParseCompletion(absl::string_view body, const OpenAiO
   return out;
 }
 
-std::string FinishReasonName(scheduler::FinishReason reason) {
-  switch (reason) {
-    case scheduler::FinishReason::kStop:
-      return "stop";
-    case scheduler::FinishReason::kLength:
-      return "length";
-    case scheduler::FinishReason::kAbort:
-      return "abort";
-    case scheduler::FinishReason::kError:
-      return "error";
-  }
-  return "error";
-}
-
 OpenAiResponder::OpenAiResponder(const OpenAiCall& call, std::string id, int64_t created,
                                  std::function<std::string(int32_t)> token_text)
     : call_(call), id_(std::move(id)), created_(created), token_text_(std::move(token_text)) {}
@@ -560,8 +518,7 @@ std::string OpenAiResponder::StreamFinish(const scheduler::Completion& completio
                                {"code", "internal_error"}}}}),
                        "\n\n");
   } else {
-    const std::string reason = FinishReasonName(completion.reason);
-    out = Chunk("", {}, reason.c_str());
+    out = Chunk("", {}, scheduler::FinishReasonName(completion.reason));
     sent_role_ = true;
   }
   if (call_.include_usage) {
@@ -591,7 +548,7 @@ std::string OpenAiResponder::Body(const scheduler::Completion& completion) const
     choice["text"] = text_;
   }
   choice["logprobs"] = json::parse(LogprobsJson(logprobs_, 0), nullptr, false);
-  choice["finish_reason"] = FinishReasonName(completion.reason);
+  choice["finish_reason"] = scheduler::FinishReasonName(completion.reason);
   json body = {{"id", id_},
                {"object", call_.chat ? "chat.completion" : "text_completion"},
                {"created", created_},

@@ -1,5 +1,6 @@
 // OpenAI-compatible JSON (chat completions, completions) translated to and from the public proto.
-// Pure functions: no I/O except the optional fetch of allow-listed remote images.
+// Pure functions: the only I/O, fetching allow-listed remote images, goes through the injected
+// ImageFetcher.
 #pragma once
 
 #include <cstdint>
@@ -9,7 +10,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "runtime/prompt/prompt_limits.h"
 #include "scheduler/request.h"
+#include "server/image_fetcher.h"
 #include "tessera/v1/inference.pb.h"
 
 namespace tessera::server {
@@ -17,15 +20,11 @@ namespace tessera::server {
 struct OpenAiOptions {
   // Served model id; a request naming another model gets 404 model_not_found. Empty matches all.
   std::string model_id;
-  // Most images (image_url parts) in one request.
-  int max_images_per_request = 16;
-  // Most max_tokens a request may ask for.
-  int max_tokens_limit = 8192;
-  // URL prefixes (e.g. "https://images.example.com/") from which image_url may be fetched.
-  // Empty: only data: URIs are accepted.
-  std::vector<std::string> allowed_image_url_prefixes;
-  // Largest remote image fetched, in bytes.
-  int64_t max_image_bytes = 20 << 20;
+  // The server's prompt limits (ServingLimits::prompt): image parts are counted, and remote images
+  // fetched up to max_image_bytes, before anything is fetched.
+  runtime::PromptLimits limits;
+  // Fetches http(s) image_url parts; null: only data: URIs are accepted. Not owned.
+  const ImageFetcher* image_fetcher = nullptr;
 };
 
 // A parsed request: the proto to run plus what shapes the response.
@@ -46,9 +45,6 @@ absl::StatusOr<OpenAiCall> ParseChatCompletion(absl::string_view body, const Ope
 // Parses a POST /v1/completions body.
 absl::StatusOr<OpenAiCall> ParseCompletion(absl::string_view body, const OpenAiOptions& options,
                                            std::string* error_param = nullptr);
-
-// Finish reasons as OpenAI spells them ("stop", "length", "abort", "error").
-std::string FinishReasonName(scheduler::FinishReason reason);
 
 // Builds response JSON. `token_text` maps a token id to its text (for logprobs).
 class OpenAiResponder {

@@ -1,11 +1,11 @@
 #include "server/openai_api.h"
 
-#include <thread>
+#include <string>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
-#include "httplib.h"
 #include "nlohmann/json.hpp"
 
 namespace tessera::server {
@@ -14,8 +14,7 @@ namespace {
 OpenAiOptions Options() {
   OpenAiOptions o;
   o.model_id = "tiny";
-  o.max_images_per_request = 2;
-  o.max_tokens_limit = 100;
+  o.limits.max_images_per_request = 2;
   return o;
 }
 
@@ -75,8 +74,8 @@ TEST(OpenAiApiTest, RejectsBadRequestsWithPreciseMessages) {
        absl::StatusCode::kInvalidArgument, "'temperature' must be a number", "temperature"},
       {R"({"messages":[{"role":"user","content":"hi"}],"temperature":3})",
        absl::StatusCode::kInvalidArgument, "'temperature' is 3", "temperature"},
-      {R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":1000})",
-       absl::StatusCode::kInvalidArgument, "'max_tokens' is 1000", "max_tokens"},
+      {R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":0})",
+       absl::StatusCode::kInvalidArgument, "'max_tokens' is 0", "max_tokens"},
       {R"({"messages":[{"role":"user","content":"hi"}],"n":2})", absl::StatusCode::kInvalidArgument,
        "only n=1", "n"},
       {R"({"model":"gpt-4","messages":[{"role":"user","content":"hi"}]})",
@@ -112,7 +111,9 @@ TEST(OpenAiApiTest, TooManyImages) {
       R"({"messages":[{"role":"user","content":[)" + img + "," + img + "," + img + "]}]}";
   auto call = ParseChatCompletion(body, Options());
   ASSERT_FALSE(call.ok());
-  EXPECT_TRUE(absl::StrContains(call.status().message(), "more than 2 images"));
+  EXPECT_TRUE(absl::StrContains(call.status().message(),
+                                "3 images; the limit is 2 (max_images_per_request)"))
+      << call.status();
 }
 
 TEST(OpenAiApiTest, CompletionPromptAndLogprobs) {
@@ -157,36 +158,51 @@ TEST(OpenAiApiTest, StreamsChunksUsageAndDone) {
 namespace tessera::server {
 namespace {
 
-// Remote image URLs: fetched only under an allowed prefix, with the byte limit.
-TEST(OpenAiApiTest, RemoteImagesOnlyFromAllowedPrefixes) {
-  httplib::Server origin;
-  origin.Get("/img/cat.png", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(std::string("\x89PNG-bytes", 10), "image/png");
-  });
-  origin.Get("/img/big.png", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(std::string(5000, 'x'), "image/png");
-  });
-  const int port = origin.bind_to_any_port("127.0.0.1");
-  std::thread serving([&] { origin.listen_after_bind(); });
-  const std::string base = "http://127.0.0.1:" + std::to_string(port) + "/img/";
+// Remote image URLs go to the injected fetcher with the byte limit; its refusal is the request's
+// error; without a fetcher they are refused. (The real fetcher: image_fetcher_test.)
+class FakeFetcher : public ImageFetcher {
+ public:
+  absl::StatusOr<std::string> Fetch(const std::string& url, int64_t max_bytes) const override {
+    urls.push_back(url);
+    last_max_bytes = max_bytes;
+    if (url == "https://img.example/cat.png") return std::string("\x89PNG-bytes", 10);
+    return absl::InvalidArgumentError("image at " + url + " is larger than 1000 bytes");
+  }
+  mutable std::vector<std::string> urls;
+  mutable int64_t last_max_bytes = 0;
+};
+
+TEST(OpenAiApiTest, RemoteImagesGoThroughTheInjectedFetcher) {
   auto body = [](const std::string& url) {
     return R"({"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":")" +
            url + R"("}}]}]})";
   };
+  FakeFetcher fetcher;
   OpenAiOptions options = Options();
-  options.allowed_image_url_prefixes = {base};
-  options.max_image_bytes = 1000;
-  auto ok = ParseChatCompletion(body(base + "cat.png"), options);
+  options.limits.max_image_bytes = 1000;
+  options.image_fetcher = &fetcher;
+  auto ok = ParseChatCompletion(body("https://img.example/cat.png"), options);
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ(ok->request.messages(0).parts(0).image().encoded(), std::string("\x89PNG-bytes", 10));
-  auto big = ParseChatCompletion(body(base + "big.png"), options);
+  EXPECT_EQ(fetcher.last_max_bytes, 1000);
+  std::string param;
+  auto big = ParseChatCompletion(body("https://img.example/big.png"), options, &param);
   ASSERT_FALSE(big.ok());
   EXPECT_TRUE(absl::StrContains(big.status().message(), "larger than 1000 bytes"));
-  auto elsewhere = ParseChatCompletion(body("http://127.0.0.1:1/x.png"), options);
-  ASSERT_FALSE(elsewhere.ok());
-  EXPECT_TRUE(absl::StrContains(elsewhere.status().message(), "not allowed"));
-  origin.stop();
-  serving.join();
+  EXPECT_EQ(param, "messages");
+  // Three remote images where two are allowed: the third is refused before it is fetched.
+  const std::string part =
+      R"({"type":"image_url","image_url":{"url":"https://img.example/cat.png"}})";
+  fetcher.urls.clear();
+  auto many = ParseChatCompletion(
+      R"({"messages":[{"role":"user","content":[)" + part + "," + part + "," + part + "]}]}",
+      options);
+  ASSERT_FALSE(many.ok());
+  EXPECT_EQ(fetcher.urls.size(), 2u);
+  options.image_fetcher = nullptr;
+  auto refused = ParseChatCompletion(body("https://img.example/cat.png"), options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "not allowed"));
 }
 
 }  // namespace

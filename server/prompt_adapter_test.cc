@@ -58,7 +58,8 @@ class PromptAdapterTest : public ::testing::Test {
     tokenizer_ = *std::move(tok);
     limits_.max_images_per_request = 1;
     limits_.max_audio_seconds = 2;
-    auto a = PromptAdapter::Create(config_, tokenizer_.get(), ModelDir(), limits_, 4000);
+    limits_.max_prompt_tokens = 4000;
+    auto a = PromptAdapter::Create(config_, tokenizer_.get(), ModelDir(), limits_);
     ASSERT_TRUE(a.ok());
     adapter_ = *std::move(a);
   }
@@ -72,7 +73,7 @@ class PromptAdapterTest : public ::testing::Test {
   }
   runtime::ModelConfig config_;
   std::unique_ptr<runtime::Tokenizer> tokenizer_;
-  RequestLimits limits_;
+  runtime::PromptLimits limits_;
   std::unique_ptr<PromptAdapter> adapter_;
 };
 
@@ -110,7 +111,7 @@ TEST_F(PromptAdapterTest, BadInputNamesTheProblem) {
   std::vector<Case> cases;
   cases.push_back({WithAudio("RIFFxxxxWAVE"), "no fmt chunk"});
   cases.push_back({WithAudio("OggS"), "not a WAV file"});
-  cases.push_back({WithAudio(Wav(16000, 1, 16, 16000 * 3)), "--max_audio_seconds"});
+  cases.push_back({WithAudio(Wav(16000, 1, 16, 16000 * 3)), "(max_audio_seconds)"});
   v1::GenerateRequest two_images;
   auto* m = two_images.add_messages();
   m->set_role("user");
@@ -120,7 +121,7 @@ TEST_F(PromptAdapterTest, BadInputNamesTheProblem) {
     image->set_width(48);
     image->set_height(48);
   }
-  cases.push_back({two_images, "--max_images_per_request"});
+  cases.push_back({two_images, "(max_images_per_request)"});
   v1::GenerateRequest corrupt;
   m = corrupt.add_messages();
   m->set_role("user");

@@ -1,5 +1,5 @@
 // State shared by the HTTP and gRPC edges: readiness and drain, the in-flight count, API keys,
-// metrics, and per-request timing bookkeeping.
+// metrics, and the worker pool that builds prompts off the transports' threads.
 #pragma once
 
 #include <atomic>
@@ -12,14 +12,20 @@
 #include "server/api_keys.h"
 #include "server/backend.h"
 #include "server/metrics.h"
+#include "server/work_pool.h"
 
 namespace tessera::server {
 
 class ServingState {
  public:
   // `backend` may be null while the model loads (then SetBackend before SetReady(true)).
-  ServingState(Backend* backend, ServingMetrics* metrics, ApiKeys keys, bool open_probes)
-      : backend_(backend), metrics_(metrics), keys_(std::move(keys)), open_probes_(open_probes) {}
+  ServingState(Backend* backend, ServingMetrics* metrics, ApiKeys keys, bool open_probes,
+               WorkPoolOptions prompt_pool = {})
+      : backend_(backend),
+        metrics_(metrics),
+        keys_(std::move(keys)),
+        open_probes_(open_probes),
+        prompt_pool_(prompt_pool) {}
 
   // Null until the model is loaded; callers that passed BeginRequest always see it set.
   Backend* backend() const { return backend_.load(); }
@@ -28,6 +34,9 @@ class ServingState {
   const ApiKeys& keys() const { return keys_; }
   // Health, readiness and metrics are reachable without a key.
   bool open_probes() const { return open_probes_; }
+  // Where prompts are built (Backend::Generate, CountTokens, session images): never on a gRPC
+  // callback thread.
+  WorkPool& prompt_pool() { return prompt_pool_; }
 
   bool ready() const { return ready_.load() && !draining_.load(); }
   bool draining() const { return draining_.load(); }
@@ -56,6 +65,8 @@ class ServingState {
   std::atomic<bool> draining_{false};
   absl::Mutex mu_;
   int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  // Last: its threads stop (finishing what is queued) before the rest goes.
+  WorkPool prompt_pool_;
 };
 
 }  // namespace tessera::server

@@ -92,6 +92,8 @@ TEST(ServerHealthTest, DeviceCudaWithoutAGpuStopsAtStartupNamingTheError) {
   }
   EXPECT_NE(code, 0) << out;
   EXPECT_NE(out.find("--device=cuda: "), std::string::npos) << out;
+  // Built where the CUDA toolkit is absent, the server has no CUDA runner and says so.
+  if (out.find("built without CUDA") != std::string::npos) return;
   EXPECT_NE(out.find("CUDA error"), std::string::npos) << out;
 }
 

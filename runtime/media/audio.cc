@@ -1,7 +1,5 @@
 #include "runtime/media/audio.h"
 
-#include <soxr.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -11,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "runtime/media/media_hash.h"
+#include "runtime/media/resampler.h"
 
 namespace tessera::runtime {
 namespace {
@@ -19,15 +18,6 @@ uint16_t U16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)
 uint32_t U32(const uint8_t* p) {
   return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
          (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
-}
-
-absl::Status CheckRate(int64_t rate, const AudioLimits& limits) {
-  if (rate < limits.min_sample_rate || rate > limits.max_sample_rate) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("audio sample rate is ", rate, " Hz; the accepted range is ",
-                     limits.min_sample_rate, " to ", limits.max_sample_rate, " Hz"));
-  }
-  return absl::OkStatus();
 }
 
 absl::Status CheckLength(int64_t num_samples, int32_t rate, const AudioLimits& limits) {
@@ -48,6 +38,25 @@ absl::Status CheckLength(int64_t num_samples, int32_t rate, const AudioLimits& l
 }
 
 }  // namespace
+
+absl::Status CheckSampleRate(int64_t rate, const AudioLimits& limits) {
+  if (rate < limits.min_sample_rate || rate > limits.max_sample_rate) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("audio sample rate is ", rate, " Hz; the accepted range is ",
+                     limits.min_sample_rate, " to ", limits.max_sample_rate, " Hz"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ClipSamples(float* samples, size_t count) {
+  for (size_t i = 0; i < count; ++i) {
+    if (!std::isfinite(samples[i])) {
+      return absl::InvalidArgumentError("audio samples must be finite (found NaN or infinity)");
+    }
+    samples[i] = std::clamp(samples[i], -1.0f, 1.0f);  // As for WAV floats: outside is clipping.
+  }
+  return absl::OkStatus();
+}
 
 int64_t AudioFrameCount(int64_t num_samples, int32_t sample_rate) {
   if (num_samples <= 0 || sample_rate <= 0) return 0;
@@ -128,7 +137,7 @@ absl::StatusOr<PcmAudio> DecodeWav(std::string_view bytes, const AudioLimits& li
     return absl::InvalidArgumentError(absl::StrCat(
         "WAV has ", channels, " channels; the accepted range is 1 to ", limits.max_channels));
   }
-  absl::Status rate_ok = CheckRate(rate, limits);
+  absl::Status rate_ok = CheckSampleRate(rate, limits);
   if (!rate_ok.ok()) return rate_ok;
   const size_t bytes_per_sample = bits / 8;
   if (block_align != bytes_per_sample * channels) {
@@ -181,41 +190,32 @@ absl::StatusOr<PcmAudio> DecodeWav(std::string_view bytes, const AudioLimits& li
 
 absl::StatusOr<PcmAudio> PcmFromSamples(const float* samples, size_t count, int32_t sample_rate,
                                         const AudioLimits& limits) {
-  absl::Status rate_ok = CheckRate(sample_rate, limits);
+  absl::Status rate_ok = CheckSampleRate(sample_rate, limits);
   if (!rate_ok.ok()) return rate_ok;
   absl::Status length_ok = CheckLength(static_cast<int64_t>(count), sample_rate, limits);
   if (!length_ok.ok()) return length_ok;
   PcmAudio audio;
   audio.sample_rate = sample_rate;
   audio.samples.assign(samples, samples + count);
-  for (float& s : audio.samples) {
-    if (!std::isfinite(s)) {
-      return absl::InvalidArgumentError("audio samples must be finite (found NaN or infinity)");
-    }
-    s = std::clamp(s, -1.0f, 1.0f);  // As for WAV floats: outside [-1, 1] is clipping.
-  }
+  if (absl::Status s = ClipSamples(audio.samples.data(), count); !s.ok()) return s;
   return audio;
 }
 
 absl::StatusOr<std::vector<float>> ResampleTo16k(const PcmAudio& audio, const AudioLimits& limits) {
-  absl::Status rate_ok = CheckRate(audio.sample_rate, limits);
+  absl::Status rate_ok = CheckSampleRate(audio.sample_rate, limits);
   if (!rate_ok.ok()) return rate_ok;
   if (audio.sample_rate == kAudioSampleRate) return audio.samples;
-  const size_t out_len = static_cast<size_t>(std::llround(
-      static_cast<double>(audio.samples.size()) * kAudioSampleRate / audio.sample_rate));
-  std::vector<float> out(out_len);
-  if (out_len == 0 || audio.samples.empty()) return out;  // soxr crashes on empty buffers.
-  size_t done = 0;
-  const soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
-  const soxr_quality_spec_t quality = soxr_quality_spec(SOXR_HQ, 0);
-  soxr_error_t error = soxr_oneshot(audio.sample_rate, kAudioSampleRate, 1, audio.samples.data(),
-                                    audio.samples.size(), nullptr, out.data(), out.size(), &done,
-                                    &io, &quality, nullptr);
-  if (error != nullptr) {
-    return absl::InternalError(absl::StrCat("resampling audio failed: ", error));
+  auto resampler = Resampler::Create(audio.sample_rate);
+  if (!resampler.ok()) return resampler.status();
+  std::vector<float> out;
+  out.reserve(static_cast<size_t>(
+                  AudioFrameCount(static_cast<int64_t>(audio.samples.size()), audio.sample_rate)) *
+              kAudioFrameSamples);
+  if (absl::Status s = (*resampler)->Push(audio.samples.data(), audio.samples.size(), &out);
+      !s.ok()) {
+    return s;
   }
-  out.resize(done);
-  out.resize(out_len, 0.0f);  // soxr may deliver a sample short of the rounded length.
+  if (absl::Status s = (*resampler)->Finish(&out); !s.ok()) return s;
   return out;
 }
 
@@ -231,7 +231,7 @@ MediaItem FrameAudio(const std::vector<float>& samples_16k) {
 }
 
 absl::StatusOr<MediaItem> PreprocessAudio(const PcmAudio& audio, const AudioLimits& limits) {
-  absl::Status rate_ok = CheckRate(audio.sample_rate, limits);
+  absl::Status rate_ok = CheckSampleRate(audio.sample_rate, limits);
   if (!rate_ok.ok()) return rate_ok;
   absl::Status length_ok =
       CheckLength(static_cast<int64_t>(audio.samples.size()), audio.sample_rate, limits);

@@ -37,6 +37,12 @@ absl::StatusOr<PcmAudio> DecodeWav(std::string_view bytes, const AudioLimits& li
 absl::StatusOr<PcmAudio> PcmFromSamples(const float* samples, size_t count, int32_t sample_rate,
                                         const AudioLimits& limits = {});
 
+// InvalidArgument unless `sample_rate` is in the limits' accepted range.
+absl::Status CheckSampleRate(int64_t sample_rate, const AudioLimits& limits = {});
+// Raw float samples as every input path takes them: NaN or infinity is refused, the rest is
+// clipped to [-1, 1] in place.
+absl::Status ClipSamples(float* samples, size_t count);
+
 // Number of 640-sample frames a clip of `num_samples` at `sample_rate` becomes at 16 kHz.
 int64_t AudioFrameCount(int64_t num_samples, int32_t sample_rate);
 

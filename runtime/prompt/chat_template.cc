@@ -384,6 +384,34 @@ std::string StripThinking(std::string_view text) {
 
 }  // namespace
 
+std::string Gemma4TurnStart(std::string_view role) {
+  const std::string_view written = role == "assistant" ? std::string_view("model") : role;
+  return absl::StrCat("<|turn>", absl::string_view(written.data(), written.size()), "\n");
+}
+
+std::string Gemma4TurnEnd() { return "<turn|>\n"; }
+
+std::string Gemma4ContentText(std::string_view role, std::string_view text) {
+  return role == "model" || role == "assistant" ? StripThinking(text) : Trim(text);
+}
+
+std::string Gemma4MediaItem(std::string_view type) {
+  if (type == "image") return absl::StrCat("\n\n", kImagePlaceholder, "\n\n");
+  if (type == "audio") return kAudioPlaceholder;
+  if (type == "video") return absl::StrCat("\n\n", kVideoPlaceholder, "\n\n");
+  return "";
+}
+
+std::string Gemma4SystemTurnStart(bool enable_thinking) {
+  return enable_thinking ? "<|turn>system\n<|think|>" : "<|turn>system\n";
+}
+
+std::string Gemma4GenerationPrompt(bool enable_thinking, bool after_tool_response) {
+  std::string out = after_tool_response ? "" : "<|turn>model\n";
+  if (!enable_thinking) out.append("<|channel>thought\n<channel|>");
+  return out;
+}
+
 absl::StatusOr<std::string> RenderGemma4ChatTemplate(const ChatTemplateInput& input) {
   const Json& messages = input.messages;
   if (!messages.is_array() || messages.empty()) {
@@ -406,11 +434,8 @@ absl::StatusOr<std::string> RenderGemma4ChatTemplate(const ChatTemplateInput& in
   const bool first_is_system = first_role == "system" || first_role == "developer";
   size_t first = 0;
   if (input.enable_thinking || Truthy(&tools) || first_is_system) {
-    out.append("<|turn>system\n");
-    if (input.enable_thinking) {
-      out.append("<|think|>");
-      prev_message_type = "think";
-    }
+    out.append(Gemma4SystemTurnStart(input.enable_thinking));
+    if (input.enable_thinking) prev_message_type = "think";
     if (first_is_system) {
       const Json* content = Get(messages[0], "content");
       if (content == nullptr || !content->is_string()) {
@@ -428,7 +453,7 @@ absl::StatusOr<std::string> RenderGemma4ChatTemplate(const ChatTemplateInput& in
       }
       prev_message_type = "tool";
     }
-    out.append("<turn|>\n");
+    out.append(Gemma4TurnEnd());
   }
 
   for (size_t i = first; i < messages.size(); ++i) {
@@ -436,7 +461,7 @@ absl::StatusOr<std::string> RenderGemma4ChatTemplate(const ChatTemplateInput& in
     prev_message_type.clear();
     std::string role = message["role"].get<std::string>();
     if (role == "assistant") role = "model";
-    absl::StrAppend(&out, "<|turn>", role, "\n");
+    out.append(Gemma4TurnStart(role));
 
     if (const Json* calls = Get(message, "tool_calls"); Truthy(calls)) {
       if (!calls->is_array()) return absl::InvalidArgumentError("tool_calls must be a list");
@@ -500,8 +525,7 @@ absl::StatusOr<std::string> RenderGemma4ChatTemplate(const ChatTemplateInput& in
 
     const Json* content = Get(message, "content");
     if (content != nullptr && content->is_string()) {
-      const std::string& text = content->get_ref<const std::string&>();
-      out.append(role == "model" ? StripThinking(text) : Trim(text));
+      out.append(Gemma4ContentText(role, content->get_ref<const std::string&>()));
     } else if (content != nullptr && content->is_array()) {
       for (const Json& item : *content) {
         const Json* type = Get(item, "type");
@@ -509,25 +533,18 @@ absl::StatusOr<std::string> RenderGemma4ChatTemplate(const ChatTemplateInput& in
         if (type_text == "text") {
           const Json* text = Get(item, "text");
           const std::string t = text && text->is_string() ? text->get<std::string>() : "";
-          out.append(role == "model" ? StripThinking(t) : Trim(t));
-        } else if (type_text == "image") {
-          absl::StrAppend(&out, "\n\n", kImagePlaceholder, "\n\n");
-          prev_message_type = "image";
-        } else if (type_text == "audio") {
-          out.append(kAudioPlaceholder);
-          prev_message_type = "audio";
-        } else if (type_text == "video") {
-          absl::StrAppend(&out, "\n\n", kVideoPlaceholder, "\n\n");
-          prev_message_type = "video";
+          out.append(Gemma4ContentText(role, t));
+        } else if (type_text == "image" || type_text == "audio" || type_text == "video") {
+          out.append(Gemma4MediaItem(type_text));
+          prev_message_type = type_text;
         }
       }
     }
-    if (!(Truthy(responses) && !Truthy(content))) out.append("<turn|>\n");
+    if (!(Truthy(responses) && !Truthy(content))) out.append(Gemma4TurnEnd());
   }
 
   if (input.add_generation_prompt) {
-    if (prev_message_type != "tool_response") out.append("<|turn>model\n");
-    if (!input.enable_thinking) out.append("<|channel>thought\n<channel|>");
+    out.append(Gemma4GenerationPrompt(input.enable_thinking, prev_message_type == "tool_response"));
   }
   return out;
 }

@@ -36,6 +36,23 @@ inline constexpr char kVideoPlaceholder[] = "<|video|>";
 
 absl::StatusOr<std::string> RenderGemma4ChatTemplate(const ChatTemplateInput& input);
 
+// The template's pieces, exactly as RenderGemma4ChatTemplate writes them (it is built from these),
+// for SessionPrompt, which renders a conversation turn by turn as it arrives.
+// "<|turn>" + role ("assistant" is written "model") + "\n".
+std::string Gemma4TurnStart(std::string_view role);
+// "<turn|>\n".
+std::string Gemma4TurnEnd();
+// A text item of a message: trimmed, or for the model with its thinking stripped.
+std::string Gemma4ContentText(std::string_view role, std::string_view text);
+// A media item of a message ("image", "audio" or "video"): its placeholder with the newlines the
+// template puts around it; "" for another type.
+std::string Gemma4MediaItem(std::string_view type);
+// The opening of the system turn (with <|think|> when thinking is on); the system text and
+// Gemma4TurnEnd() follow.
+std::string Gemma4SystemTurnStart(bool enable_thinking);
+// What add_generation_prompt appends (no model turn header right after a tool response).
+std::string Gemma4GenerationPrompt(bool enable_thinking, bool after_tool_response);
+
 // XXH3-64 of the template text with line endings normalized to "\n" and trailing whitespace at the
 // end of the file removed (editors and JSON round trips change those; nothing else is forgiven).
 uint64_t ChatTemplateFingerprint(std::string_view jinja_source);

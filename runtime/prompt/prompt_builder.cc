@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 #include "runtime/prompt/chat_template.h"
+#include "runtime/prompt/media_inputs.h"
 
 namespace tessera::runtime {
 namespace {
@@ -64,57 +65,40 @@ std::string VideoTimestamp(double seconds) {
   return absl::StrFormat("%02d:%02d", total / 60, total % 60);
 }
 
+std::string VideoFramePrefix(size_t index, double seconds) {
+  return absl::StrCat(index == 0 ? "" : " ", VideoTimestamp(seconds), " ");
+}
+
 PromptBuilder::PromptBuilder(const Tokenizer* tokenizer, SpecialTokenIds ids, PromptLimits limits)
     : tokenizer_(tokenizer), ids_(ids), limits_(limits) {}
 
 absl::StatusOr<BuiltPrompt> PromptBuilder::Build(const Conversation& conversation) const {
   // Counts first: refuse an oversized request before decoding anything.
-  int32_t images = 0, clips = 0, frames = 0;
+  int64_t images = 0, frames = 0;
   for (const Message& m : conversation.messages) {
     for (const ContentPart& p : m.parts) {
       images += p.type == ContentPart::Type::kImage;
-      clips += p.type == ContentPart::Type::kAudio;
       if (p.type == ContentPart::Type::kVideo)
-        frames += static_cast<int32_t>(p.video.frames.size());
+        frames += static_cast<int64_t>(p.video.frames.size());
     }
   }
-  if (images > limits_.max_images) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("request has ", images, " images; the limit is ", limits_.max_images));
-  }
-  if (clips > limits_.max_audio_clips) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "request has ", clips, " audio clips; the limit is ", limits_.max_audio_clips));
-  }
-  if (frames > limits_.max_video_frames) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "request has ", frames, " video frames; the limit is ", limits_.max_video_frames));
-  }
+  if (absl::Status s = CheckImageCount(images, limits_, "request"); !s.ok()) return s;
+  if (absl::Status s = CheckVideoFrameCount(frames, limits_, "request"); !s.ok()) return s;
 
-  ImageLimits image_limits;
-  image_limits.max_side = limits_.max_image_side;
-  image_limits.max_pixels = limits_.max_image_pixels;
-  AudioLimits audio_limits;
-  audio_limits.max_frames = limits_.max_audio_frames;
   const std::string image_begin = tokenizer_->TokenText(ids_.image_begin);
   const std::string image_end = tokenizer_->TokenText(ids_.image_end);
   const std::string audio_begin = tokenizer_->TokenText(ids_.audio_begin);
   const std::string audio_end = tokenizer_->TokenText(ids_.audio_end);
-
-  auto preprocess_image = [&](const ImageInput& in,
-                              int32_t budget) -> absl::StatusOr<std::shared_ptr<const MediaItem>> {
-    absl::StatusOr<RgbImage> rgb = in.encoded.empty()
-                                       ? RgbFromRaw(in.raw_rgb, in.width, in.height, image_limits)
-                                       : DecodeImage(in.encoded, image_limits);
-    if (!rgb.ok()) return rgb.status();
-    absl::StatusOr<MediaItem> item = PreprocessImage(*rgb, budget);
-    if (!item.ok()) return item.status();
-    return std::make_shared<const MediaItem>(*std::move(item));
-  };
+  double audio_seconds = 0;
 
   std::vector<MediaSlot> slots;  // In order of appearance, one per template placeholder.
   Json messages = Json::array();
-  for (const Message& m : conversation.messages) {
+  for (size_t mi = 0; mi < conversation.messages.size(); ++mi) {
+    const Message& m = conversation.messages[mi];
+    // A media part's error says which message it is in.
+    auto in_message = [mi](const char* what, const absl::Status& s) {
+      return absl::Status(s.code(), absl::StrCat("messages[", mi, "]: ", what, ": ", s.message()));
+    };
     Json message = {{"role", m.role}};
     Json content = Json::array();
     for (const ContentPart& p : m.parts) {
@@ -131,20 +115,10 @@ absl::StatusOr<BuiltPrompt> PromptBuilder::Build(const Conversation& conversatio
           break;
         }
         case ContentPart::Type::kImage: {
-          const int32_t budget = p.image.max_soft_tokens > 0 ? p.image.max_soft_tokens
-                                                             : limits_.default_max_soft_tokens;
-          if (!IsSoftTokenBudget(budget)) {
-            return absl::InvalidArgumentError(
-                absl::StrCat("image max_soft_tokens is ", budget,
-                             "; it must be one of 70, 140, 280, 560, 1120"));
-          }
-          if (budget > limits_.max_soft_tokens) {
-            return absl::InvalidArgumentError(absl::StrCat("image max_soft_tokens is ", budget,
-                                                           "; the server's limit is ",
-                                                           limits_.max_soft_tokens));
-          }
-          auto item = preprocess_image(p.image, budget);
-          if (!item.ok()) return item.status();
+          absl::StatusOr<int32_t> budget = ImageTokenBudget(p.image.max_soft_tokens, limits_);
+          if (!budget.ok()) return in_message("image", budget.status());
+          auto item = PreprocessImageInput(p.image, *budget, limits_);
+          if (!item.ok()) return in_message("image", item.status());
           MediaSlot slot;
           std::string soft;
           for (int32_t i = 0; i < (*item)->num_rows; ++i) soft += kImagePlaceholder;
@@ -155,13 +129,17 @@ absl::StatusOr<BuiltPrompt> PromptBuilder::Build(const Conversation& conversatio
           break;
         }
         case ContentPart::Type::kAudio: {
-          absl::StatusOr<PcmAudio> pcm =
-              p.audio.wav.empty() ? PcmFromSamples(p.audio.pcm.data(), p.audio.pcm.size(),
-                                                   p.audio.sample_rate, audio_limits)
-                                  : DecodeWav(p.audio.wav, audio_limits);
-          if (!pcm.ok()) return pcm.status();
+          absl::StatusOr<PcmAudio> pcm = DecodeAudioInput(p.audio, limits_);
+          if (!pcm.ok()) return in_message("audio", pcm.status());
+          // The request's total, known once each clip's length is (before resampling).
+          audio_seconds += static_cast<double>(pcm->samples.size()) / pcm->sample_rate;
+          if (absl::Status s = CheckAudioSeconds(audio_seconds, limits_, "request"); !s.ok()) {
+            return s;
+          }
+          AudioLimits audio_limits;
+          audio_limits.max_frames = kMaxAudioFramesPerClip;
           absl::StatusOr<MediaItem> item = PreprocessAudio(*pcm, audio_limits);
-          if (!item.ok()) return item.status();
+          if (!item.ok()) return in_message("audio", item.status());
           MediaSlot slot;
           std::string soft;
           for (int32_t i = 0; i < item->num_rows; ++i) soft += kAudioPlaceholder;
@@ -180,16 +158,14 @@ absl::StatusOr<BuiltPrompt> PromptBuilder::Build(const Conversation& conversatio
               return absl::InvalidArgumentError(
                   absl::StrCat("video frame ", f, " has an invalid timestamp"));
             }
-            auto item = preprocess_image(frame.image, limits_.video_frame_soft_tokens);
+            auto item = PreprocessImageInput(frame.image, kVideoFrameSoftTokens, limits_);
             if (!item.ok()) {
-              return absl::InvalidArgumentError(
-                  absl::StrCat("video frame ", f, ": ", item.status().message()));
+              return in_message(absl::StrCat("video frame ", f).c_str(), item.status());
             }
             std::string soft;
             for (int32_t i = 0; i < (*item)->num_rows; ++i) soft += kVideoPlaceholder;
-            absl::StrAppend(&slot.expansion, f == 0 ? "" : " ",
-                            VideoTimestamp(frame.timestamp_seconds), " ", image_begin, soft,
-                            image_end);
+            absl::StrAppend(&slot.expansion, VideoFramePrefix(f, frame.timestamp_seconds),
+                            image_begin, soft, image_end);
             slot.items.push_back(*std::move(item));
           }
           slots.push_back(std::move(slot));
@@ -283,9 +259,11 @@ absl::StatusOr<BuiltPrompt> PromptBuilder::Finish(
   out.text = std::move(text);
   out.stop_ids = ids_.StopIds();
   const std::vector<int32_t>& ids = out.prompt.token_ids;
-  if (static_cast<int64_t>(ids.size()) > limits_.max_prompt_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "prompt is ", ids.size(), " tokens; the limit is ", limits_.max_prompt_tokens, " tokens"));
+  if (limits_.max_prompt_tokens > 0 &&
+      static_cast<int64_t>(ids.size()) > limits_.max_prompt_tokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt is ", ids.size(), " tokens; the limit is ", limits_.max_prompt_tokens,
+                     " tokens (max_prompt_tokens, at most the model's context length)"));
   }
   // Runs of soft tokens, in order, are the media items in order.
   size_t next = 0;

@@ -1,7 +1,8 @@
 // Turns a Conversation (or raw text) into the Prompt the model reads: the chat template renders
-// the turns, each image/audio/video is decoded and preprocessed, placeholders are expanded into
-// begin + N soft tokens + end, and the tokenizer turns the expanded text into ids. Every limit
-// violation is an InvalidArgument naming the problem and the limit.
+// the turns, each image/audio/video is decoded and preprocessed (media_inputs.h), placeholders are
+// expanded into begin + N soft tokens + end, and the tokenizer turns the expanded text into ids.
+// Every limit violation is an InvalidArgument naming the problem and the limit (PromptLimits).
+// SessionPrompt (session_prompt.h) builds the same ids turn by turn for Converse sessions.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +16,7 @@
 #include "runtime/media/image.h"
 #include "runtime/prompt/conversation.h"
 #include "runtime/prompt/prompt.h"
+#include "runtime/prompt/prompt_limits.h"
 #include "runtime/prompt/tokenizer.h"
 
 namespace tessera::runtime {
@@ -36,25 +38,6 @@ struct SpecialTokenIds {
   static absl::StatusOr<SpecialTokenIds> FromTokenizer(const Tokenizer& tokenizer);
   // Generation stops on these: <turn|> and <eos>.
   std::vector<int32_t> StopIds() const { return {end_of_turn, eos}; }
-};
-
-struct PromptLimits {
-  // Images per request (video frames are counted separately).
-  int32_t max_images = 32;
-  // Pixels and side of a decoded image or frame (decompression bombs are refused from the header).
-  int64_t max_image_pixels = int64_t{32} << 20;
-  int32_t max_image_side = 8192;
-  // Soft tokens per image when the request names none, and the most a request may ask for.
-  int32_t default_max_soft_tokens = kDefaultMaxSoftTokens;
-  int32_t max_soft_tokens = 1120;
-  // Audio: frames of 40 ms per clip (750 = 30 s) and clips per request.
-  int32_t max_audio_frames = 750;
-  int32_t max_audio_clips = 8;
-  // Video: frames per request, soft tokens per frame (Gemma 4 uses 70).
-  int32_t max_video_frames = 64;
-  int32_t video_frame_soft_tokens = 70;
-  // The whole prompt, in tokens (the model's context or less).
-  int32_t max_prompt_tokens = 131072;
 };
 
 // How many prompt tokens are what, for usage reporting and CountTokens. Media counts are soft
@@ -98,5 +81,8 @@ class PromptBuilder {
 
 // "mm:ss" of a video frame's timestamp (minutes grow past 99 if they must).
 std::string VideoTimestamp(double seconds);
+// The text before frame `index` of a video: "mm:ss " (frames after the first are joined by a
+// space, as the reference processor writes a video), then the frame's <|image> ... <image|>.
+std::string VideoFramePrefix(size_t index, double seconds);
 
 }  // namespace tessera::runtime

@@ -181,20 +181,22 @@ TEST_F(PromptBuilderTest, LimitsAreInvalidArgumentsNamingTheLimit) {
   image.type = ContentPart::Type::kImage;
   image.image = FixtureImage(70);
   PromptLimits limits;
-  limits.max_images = 1;
+  limits.max_images_per_request = 1;
   Conversation two_images;
   two_images.messages = {{"user", {image, image}}};
-  expect_error(Builder(limits).Build(two_images), "2 images; the limit is 1");
+  expect_error(Builder(limits).Build(two_images),
+               "2 images; the limit is 1 (max_images_per_request)");
 
   Conversation odd_budget;
   image.image.max_soft_tokens = 100;
   odd_budget.messages = {{"user", {image}}};
   expect_error(Builder().Build(odd_budget), "70, 140, 280, 560, 1120");
   limits = {};
-  limits.max_soft_tokens = 280;
+  limits.max_image_tokens = 280;
   image.image.max_soft_tokens = 560;
   odd_budget.messages = {{"user", {image}}};
-  expect_error(Builder(limits).Build(odd_budget), "560; the server's limit is 280");
+  expect_error(Builder(limits).Build(odd_budget), "560; it must be one of");
+  expect_error(Builder(limits).Build(odd_budget), "at most 280 (max_image_tokens)");
 
   ContentPart video;
   video.type = ContentPart::Type::kVideo;
@@ -203,7 +205,8 @@ TEST_F(PromptBuilderTest, LimitsAreInvalidArgumentsNamingTheLimit) {
   limits.max_video_frames = 2;
   Conversation long_video;
   long_video.messages = {{"user", {video}}};
-  expect_error(Builder(limits).Build(long_video), "3 video frames; the limit is 2");
+  expect_error(Builder(limits).Build(long_video),
+               "3 video frames; the limit is 2 (max_video_frames)");
 
   ContentPart audio;
   audio.type = ContentPart::Type::kAudio;
@@ -212,12 +215,36 @@ TEST_F(PromptBuilderTest, LimitsAreInvalidArgumentsNamingTheLimit) {
   Conversation long_audio;
   long_audio.messages = {{"user", {audio}}};
   expect_error(Builder().Build(long_audio), "the limit is 750 frames");
+  // The request's total over several clips, each within the model's 30 s.
+  audio.audio.pcm.assign(16000 * 20, 0.0f);
+  limits = {};
+  limits.max_audio_seconds = 30;
+  Conversation two_clips;
+  two_clips.messages = {{"user", {audio, audio}}};
+  expect_error(Builder(limits).Build(two_clips),
+               "request has 40 s of audio; the limit is 30 s (max_audio_seconds)");
+  ContentPart wav;
+  wav.type = ContentPart::Type::kAudio;
+  wav.audio.wav = std::string(2000, 'R');
+  limits = {};
+  limits.max_audio_bytes = 1000;
+  Conversation big_wav;
+  big_wav.messages = {{"user", {wav}}};
+  expect_error(Builder(limits).Build(big_wav), "2000 bytes; the limit is 1000 (max_audio_bytes)");
+  ContentPart png;
+  png.type = ContentPart::Type::kImage;
+  png.image.encoded = std::string(2000, 'P');
+  limits = {};
+  limits.max_image_bytes = 1000;
+  Conversation big_png;
+  big_png.messages = {{"user", {png}}};
+  expect_error(Builder(limits).Build(big_png), "2000 bytes; the limit is 1000 (max_image_bytes)");
 
   limits = {};
   limits.max_prompt_tokens = 10;
   Conversation chatty;
   chatty.messages = {{"user", {ContentPart::Text("a long question with many many words")}}};
-  expect_error(Builder(limits).Build(chatty), "tokens; the limit is 10 tokens");
+  expect_error(Builder(limits).Build(chatty), "tokens; the limit is 10 tokens (max_prompt_tokens");
 
   Conversation sneaky;
   sneaky.messages = {{"user", {ContentPart::Text("fake <|image|> here")}}};
