@@ -12,6 +12,8 @@
 #include <limits>
 #include <vector>
 
+#include "runtime/structured/token_bitmask.h"
+
 namespace tessera::runtime {
 namespace {
 
@@ -59,6 +61,23 @@ int32_t Fallback(int32_t vocab_size, const std::vector<int32_t>& banned) {
     if (std::find(banned.begin(), banned.end(), id) == banned.end()) return id;
   }
   return 0;
+}
+
+// Every logit is -inf (or NaN) after bans and the mask: the first token the mask allows and the
+// bans do not forbid, else the first the mask allows, else the first not banned.
+int32_t Fallback(int32_t vocab_size, const SamplingContext& context) {
+  if (context.allowed_tokens != nullptr) {
+    const int32_t n = std::min(vocab_size, context.allowed_tokens_vocab);
+    int32_t first_allowed = -1;
+    for (int32_t id = 0; id < n; ++id) {
+      if (!structured::BitmaskTest(context.allowed_tokens, id)) continue;
+      if (first_allowed < 0) first_allowed = id;
+      const auto& b = context.banned_tokens;
+      if (std::find(b.begin(), b.end(), id) == b.end()) return id;
+    }
+    if (first_allowed >= 0) return first_allowed;
+  }
+  return Fallback(vocab_size, context.banned_tokens);
 }
 
 // log(sum(exp(logits))) over finite logits, accumulated in double.
@@ -155,10 +174,10 @@ Candidate NucleusBoundary(const std::vector<Candidate>& candidates,
 
 // Temperature, min-p, top-k, top-p and the draw itself over (penalised) logits.
 int32_t Draw(const float* logits, int32_t vocab_size, const SamplingParams& params, double u,
-             const std::vector<int32_t>& banned) {
+             const SamplingContext& context) {
   float max_value = kNegInf;
   for (int32_t i = 0; i < vocab_size; ++i) max_value = std::max(max_value, logits[i]);
-  if (!std::isfinite(max_value)) return Fallback(vocab_size, banned);
+  if (!std::isfinite(max_value)) return Fallback(vocab_size, context);
 
   const float inv_temperature = 1.0f / params.temperature;
   // min-p keeps p_i >= min_p * p_max, i.e. score_i >= log(min_p).
@@ -319,6 +338,10 @@ void ApplyPenalties(const float* logits, int32_t vocab_size, const SamplingParam
   for (int32_t id : context.banned_tokens) {
     if (InVocab(id, vocab_size)) out[id] = kNegInf;
   }
+  if (context.allowed_tokens != nullptr) {
+    structured::ApplyTokenBitmask(context.allowed_tokens, context.allowed_tokens_vocab, out,
+                                  vocab_size);
+  }
 }
 
 SampleResult Sample(const float* logits, int32_t vocab_size, const SamplingParams& params,
@@ -331,7 +354,7 @@ SampleResult Sample(const float* logits, int32_t vocab_size, const SamplingParam
   const bool adjust =
       (params.repetition_penalty != 1.0f && (has_prompt || has_output)) ||
       ((params.frequency_penalty != 0.0f || params.presence_penalty != 0.0f) && has_output) ||
-      !context.banned_tokens.empty();
+      !context.banned_tokens.empty() || context.allowed_tokens != nullptr;
 
   const float* adjusted = logits;
   thread_local std::vector<float> scratch;
@@ -343,10 +366,10 @@ SampleResult Sample(const float* logits, int32_t vocab_size, const SamplingParam
 
   if (params.temperature <= 0.0f || params.top_k == 1) {
     const int32_t best = ArgMax(adjusted, vocab_size);
-    result.token = best >= 0 ? best : Fallback(vocab_size, context.banned_tokens);
+    result.token = best >= 0 ? best : Fallback(vocab_size, context);
   } else {
-    result.token = Draw(adjusted, vocab_size, params, UniformForStep(params.seed, context.step),
-                        context.banned_tokens);
+    result.token =
+        Draw(adjusted, vocab_size, params, UniformForStep(params.seed, context.step), context);
   }
 
   if (params.logprobs || params.top_logprobs > 0) {

@@ -2,9 +2,10 @@
 // seeded draw, and log-probabilities. Pure and deterministic: the same logits, params, context and
 // (seed, step) always give the same result, alone or batched, on any machine.
 //
-// Order of operations (as vLLM's sampler): penalties (repetition, then frequency and presence) and
-// banned tokens; then greedy argmax when temperature is 0 or top_k is 1; otherwise temperature,
-// min-p, top-k, top-p, and one draw from what is left, renormalised.
+// Order of operations (as vLLM's sampler): penalties (repetition, then frequency and presence),
+// banned tokens and the constrained-decoding mask (disallowed tokens to -inf); then greedy argmax
+// when temperature is 0 or top_k is 1; otherwise temperature, min-p, top-k, top-p, and one draw
+// from what is left, renormalised.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +23,8 @@ SampleResult Sample(const float* logits, int32_t vocab_size, const SamplingParam
 // `vocab_size` long; they may alias). Repetition penalty (HF/vLLM): each distinct token of prompt
 // and output has a positive logit divided by the penalty and a negative one multiplied by it.
 // Frequency and presence (OpenAI): logit -= frequency * count + presence * (count > 0), counting
-// output tokens only. Banned tokens become -inf. Ids outside [0, vocab_size) are ignored.
+// output tokens only. Banned tokens, and tokens `allowed_tokens` does not allow, become -inf. Ids
+// outside [0, vocab_size) are ignored.
 void ApplyPenalties(const float* logits, int32_t vocab_size, const SamplingParams& params,
                     const SamplingContext& context, float* out);
 

@@ -123,6 +123,48 @@ TEST(SamplerTest, BannedTokensAreNeverSampled) {
   }
 }
 
+// Constrained decoding: only tokens whose bit is set may be drawn, and the draw over them follows
+// the softmax renormalised to the allowed tokens (as masking logits to -inf does).
+TEST(SamplerTest, TheAllowedMaskRestrictsAndRenormalises) {
+  const std::vector<float> logits = {5.0f, 1.0f, 0.5f, 2.0f, -1.0f, 3.0f};
+  const uint64_t mask = (1u << 1) | (1u << 3) | (1u << 4);  // Tokens 1, 3, 4.
+  SamplingContext c;
+  c.allowed_tokens = &mask;
+  c.allowed_tokens_vocab = 6;
+  EXPECT_EQ(Sample(logits.data(), logits.size(), Greedy(), c).token, 3);
+  SamplingParams p;
+  p.temperature = 0.7f;
+  std::vector<int> counts(logits.size(), 0);
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) {
+    c.step = i;
+    ++counts[Sample(logits.data(), logits.size(), p, c).token];
+  }
+  EXPECT_EQ(counts[0] + counts[2] + counts[5], 0);
+  const std::vector<double> allowed = Softmax({1.0f, 2.0f, -1.0f}, 0.7);
+  ExpectMatches({counts[1], counts[3], counts[4]}, allowed, n);
+  // Logprobs stay those of the model's distribution (as for penalties).
+  p.logprobs = true;
+  const SampleResult r = Sample(logits.data(), logits.size(), p, c);
+  const std::vector<double> full = Softmax(logits, 1.0);
+  EXPECT_NEAR(r.logprob, std::log(full[r.token]), 1e-5);
+  // Ids past the mask's vocabulary are not allowed; a mask with its only token banned still
+  // yields an allowed token rather than an arbitrary one.
+  const uint64_t only_five = 1u << 5;
+  SamplingContext narrow;
+  narrow.allowed_tokens = &only_five;
+  narrow.allowed_tokens_vocab = 5;  // Token 5 is past it.
+  narrow.banned_tokens = {};
+  std::vector<float> flat(8, 0.0f);
+  EXPECT_EQ(Sample(flat.data(), flat.size(), Greedy(), narrow).token, 0);  // Nothing allowed.
+  SamplingContext both;
+  both.allowed_tokens = &only_five;
+  both.allowed_tokens_vocab = 8;
+  both.banned_tokens = {5};
+  EXPECT_EQ(Sample(flat.data(), flat.size(), Greedy(), both).token, 5);
+  EXPECT_EQ(Sample(flat.data(), flat.size(), p, both).token, 5);
+}
+
 TEST(SamplerTest, PenaltyArithmetic) {
   const std::vector<float> logits = {2.0f, -1.0f, 3.0f, 0.5f, -0.5f, 1.0f};
   const std::vector<int32_t> prompt = {0, 1, 0};         // Repeats count once for repetition.

@@ -26,6 +26,11 @@ struct SamplingContext {
   const std::vector<int32_t>* output_tokens = nullptr;
   // Tokens that must not be sampled this step (e.g. stop ids before min_tokens).
   std::vector<int32_t> banned_tokens;
+  // Constrained decoding: bit t of word t / 64 set = token t may be sampled; null = every token.
+  // `allowed_tokens_vocab` bits (the grammar's vocabulary; ids past it are not allowed). Not owned;
+  // alive for the step.
+  const uint64_t* allowed_tokens = nullptr;
+  int32_t allowed_tokens_vocab = 0;
   // Index of the token being sampled in the output (0 for the first): with the seed it fixes the
   // random draw, so a sequence samples the same alone or batched, before or after preemption.
   uint64_t step = 0;
@@ -38,8 +43,8 @@ struct TokenChoice {
 
 struct SampleResult {
   int32_t token = 0;
-  float logprob = 0.0f;              // log softmax of the raw (softcapped) logits, when requested.
-  std::vector<TokenChoice> top;      // Most likely first, when requested.
+  float logprob = 0.0f;          // log softmax of the raw (softcapped) logits, when requested.
+  std::vector<TokenChoice> top;  // Most likely first, when requested.
 };
 
 }  // namespace tessera::runtime

@@ -1171,13 +1171,13 @@ absl::Status CudaModelRunner::Impl::Execute(const BatchPlan& plan, StepOutput* o
   max_table = std::min<int32_t>(max_table, static_cast<int32_t>(max_table_));
 
   // Which rows sample on the GPU, and which need their logits on the host (requested rows, and
-  // rows whose sampling the GPU sampler does not cover: top_logprobs).
+  // rows whose sampling the GPU sampler does not cover: top_logprobs, a constrained-decoding mask).
   std::vector<int32_t> gpu_sample_seqs;
   std::vector<bool> cpu_sample(S, false);
   for (int32_t si = 0; si < S; ++si) {
     const SequencePlan& sp = plan.seqs[si];
     if (!sp.sample) continue;
-    if (sp.sampling.top_logprobs > 0) {
+    if (sp.sampling.top_logprobs > 0 || sp.sampling_context.allowed_tokens != nullptr) {
       cpu_sample[si] = true;
       continue;
     }

@@ -56,6 +56,7 @@ struct ToolCall {
   std::string name;
   // A JSON object (rendered key by key) or any other string (rendered verbatim).
   std::string arguments;
+  std::string id;  // The call's id (OpenAI's tool_calls[].id); not rendered.
 };
 
 struct ToolResponse {
@@ -70,6 +71,8 @@ struct Message {
   std::vector<ContentPart> parts;
   std::vector<ToolCall> tool_calls;
   std::vector<ToolResponse> tool_responses;
+  // A "tool" message's answer to the call with this id (FoldToolResults attaches it there).
+  std::string tool_call_id;
 };
 
 struct Conversation {

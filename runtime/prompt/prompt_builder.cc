@@ -1,5 +1,6 @@
 #include "runtime/prompt/prompt_builder.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -12,6 +13,7 @@
 #include "nlohmann/json.hpp"
 #include "runtime/prompt/chat_template.h"
 #include "runtime/prompt/media_inputs.h"
+#include "runtime/prompt/tool_calls.h"
 
 namespace tessera::runtime {
 namespace {
@@ -72,7 +74,20 @@ std::string VideoFramePrefix(size_t index, double seconds) {
 PromptBuilder::PromptBuilder(const Tokenizer* tokenizer, SpecialTokenIds ids, PromptLimits limits)
     : tokenizer_(tokenizer), ids_(ids), limits_(limits) {}
 
-absl::StatusOr<BuiltPrompt> PromptBuilder::Build(const Conversation& conversation) const {
+absl::StatusOr<BuiltPrompt> PromptBuilder::Build(const Conversation& request) const {
+  // OpenAI's `tool` messages become tool_responses of the assistant turn they answer, the shape
+  // the template reads (tool_calls.h); copied only when there are any.
+  const Conversation* folded_or_input = &request;
+  Conversation folded;
+  if (std::any_of(request.messages.begin(), request.messages.end(),
+                  [](const Message& m) { return m.role == "tool"; })) {
+    absl::StatusOr<std::vector<Message>> messages = FoldToolResults(request.messages);
+    if (!messages.ok()) return messages.status();
+    folded = request;
+    folded.messages = *std::move(messages);
+    folded_or_input = &folded;
+  }
+  const Conversation& conversation = *folded_or_input;
   // Counts first: refuse an oversized request before decoding anything.
   int64_t images = 0, frames = 0;
   for (const Message& m : conversation.messages) {

@@ -1167,12 +1167,21 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
   return tokenizer;
 }
 
-IncrementalDecoder::IncrementalDecoder(const Tokenizer* tokenizer, bool skip_special)
-    : tokenizer_(tokenizer), skip_special_(skip_special) {}
+IncrementalDecoder::IncrementalDecoder(const Tokenizer* tokenizer, bool skip_special,
+                                       std::vector<int32_t> keep_special)
+    : tokenizer_(tokenizer), skip_special_(skip_special), keep_special_(std::move(keep_special)) {
+  std::sort(keep_special_.begin(), keep_special_.end());
+}
 
 std::string IncrementalDecoder::Push(int32_t id) {
   if (id < 0 || id >= tokenizer_->vocab_size()) return "";  // Decode drops these too
-  if (skip_special_ && tokenizer_->IsSpecial(id)) return "";
+  if (skip_special_ && tokenizer_->IsSpecial(id)) {
+    if (!std::binary_search(keep_special_.begin(), keep_special_.end(), id)) return "";
+    // Kept markup: whatever byte run precedes it, then the token verbatim.
+    std::string text = tokenizer_->Decode(pending_, skip_special_);
+    pending_.clear();
+    return text + tokenizer_->Decode({id}, /*skip_special=*/false);
+  }
   pending_.push_back(id);
   uint8_t byte;
   if (ParseByteToken(tokenizer_->TokenText(id), &byte)) return "";  // the run may go on

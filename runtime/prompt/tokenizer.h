@@ -45,7 +45,10 @@ class Tokenizer {
 // a run is final at once, and a byte run is held back until the token after it (or Flush).
 class IncrementalDecoder {
  public:
-  explicit IncrementalDecoder(const Tokenizer* tokenizer, bool skip_special = false);
+  // With `skip_special`, special tokens give no text, except those in `keep_special` (markup the
+  // caller parses, e.g. Gemma 4's <|channel> and tool-call markers), which appear verbatim.
+  explicit IncrementalDecoder(const Tokenizer* tokenizer, bool skip_special = false,
+                              std::vector<int32_t> keep_special = {});
   std::string Push(int32_t id);
   // Whatever is still held back (an incomplete UTF-8 tail becomes U+FFFD).
   std::string Flush();
@@ -53,6 +56,7 @@ class IncrementalDecoder {
  private:
   const Tokenizer* tokenizer_;
   bool skip_special_;
+  std::vector<int32_t> keep_special_;  // Sorted.
   // Ids not yet turned into text: a run of byte tokens, at most.
   std::vector<int32_t> pending_;
 };

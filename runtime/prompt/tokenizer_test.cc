@@ -341,6 +341,23 @@ TEST_F(Gemma4TokenizerTest, IncrementalDecodeConcatenatesToDecode) {
   }
 }
 
+// Skipping special tokens but keeping the markup the output parser reads (<|channel> 100,
+// <channel|> 101): the kept ones appear verbatim, in place, byte runs before them completed.
+TEST_F(Gemma4TokenizerTest, IncrementalDecodeKeepsChosenSpecialTokens) {
+  std::vector<int32_t> ids = tokenizer_->Encode("<|channel>thought\nhm 𓀀<channel|>Yes<turn|>");
+  ids.insert(ids.begin(), 2);  // <bos>
+  IncrementalDecoder decoder(tokenizer_, /*skip_special=*/true, {101, 100});
+  std::string streamed;
+  for (int32_t id : ids) streamed += decoder.Push(id);
+  streamed += decoder.Flush();
+  EXPECT_EQ(streamed, "<|channel>thought\nhm 𓀀<channel|>Yes");
+  // The same ids with nothing kept: Decode's skip_special.
+  IncrementalDecoder plain(tokenizer_, /*skip_special=*/true);
+  std::string skipped;
+  for (int32_t id : ids) skipped += plain.Push(id);
+  EXPECT_EQ(skipped + plain.Flush(), tokenizer_->Decode(ids, /*skip_special=*/true));
+}
+
 TEST_F(Gemma4TokenizerTest, IncrementalDecodeHoldsBackOnlyByteRuns) {
   const std::vector<int32_t> ids = tokenizer_->Encode("Hi 𓀀!");  // 𓀀 is four byte tokens
   IncrementalDecoder decoder(tokenizer_);

@@ -321,9 +321,21 @@ absl::StatusOr<std::vector<Message>> FoldToolResults(std::vector<Message> messag
         if (k >= target.tool_calls.size()) {
           return absl::InvalidArgumentError(absl::StrCat(
               "messages[", i, "]: more tool results than the ", target.tool_calls.size(),
-              " tool_calls of messages[", open_call, "] (the assistant turn they answer)"));
+              " tool_calls of the assistant turn they answer"));
         }
-        responses.push_back({target.tool_calls[k].name, *std::move(text)});
+        const ToolCall* answered = &target.tool_calls[k];
+        if (!m.tool_call_id.empty()) {
+          answered = nullptr;
+          for (const ToolCall& call : target.tool_calls) {
+            if (call.id == m.tool_call_id) answered = &call;
+          }
+          if (answered == nullptr) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("messages[", i, "]: tool_call_id '", m.tool_call_id,
+                             "' is not the id of any tool call of the assistant turn before it"));
+          }
+        }
+        responses.push_back({answered->name, *std::move(text)});
       } else if (!m.parts.empty()) {
         return absl::InvalidArgumentError(absl::StrCat(
             "messages[", i, "]: a tool message carries either tool_responses or text, not both"));

@@ -59,13 +59,15 @@ absl::StatusOr<std::string> GemmaValueToJson(std::string_view value);
 // Rewrites an OpenAI-shaped conversation into the shape the template reads:
 // - each `tool` message is attached to the nearest assistant message before it that has
 //   tool_calls (only tool messages may stand between them) as tool_responses: its own
-//   tool_responses when set, otherwise its text as one response to the call in the same position
-//   (the k-th tool message answers the k-th call);
+//   tool_responses when set, otherwise its text as one response named after the call whose id is
+//   its tool_call_id (or, without an id, the call in the same position: the k-th tool message
+//   answers the k-th call). Results keep the order of the tool messages;
 // - an assistant message without tool_calls that directly follows such results becomes the content
 //   of that same message: the template renders results and the answer in one model turn, as the
 //   model produced them.
 // InvalidArgument (naming the message index) for a tool message with no assistant tool_calls
-// before it, more results than calls, or a tool message with media parts.
+// before it, a tool_call_id that none of those calls has, more results than calls, or a tool
+// message with media parts.
 absl::StatusOr<std::vector<Message>> FoldToolResults(std::vector<Message> messages);
 
 }  // namespace tessera::runtime

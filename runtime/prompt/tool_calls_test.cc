@@ -235,9 +235,7 @@ TEST_F(FoldToolResultsTest, OpenAiToolTurnRendersAsTheReferenceRender) {
   conv.messages.push_back(Text("user", "Weather in Paris?"));
   conv.messages.push_back(Calls({{"get_weather", R"({"city": "Paris", "unit": "celsius"})"}}));
   conv.messages.push_back(Text("tool", R"({"temperature": 21, "sky": "clear"})"));
-  absl::StatusOr<std::vector<Message>> folded = FoldToolResults(conv.messages);
-  ASSERT_TRUE(folded.ok()) << folded.status();
-  conv.messages = *std::move(folded);
+  // PromptBuilder folds the tool message itself.
   absl::StatusOr<std::string> text = Build(conv);
   ASSERT_TRUE(text.ok()) << text.status();
   EXPECT_EQ(*text, c["rendered"].get<std::string>());
@@ -297,6 +295,26 @@ TEST_F(FoldToolResultsTest, ResultsGivenByNameAndSeveralRounds) {
   EXPECT_EQ((*folded)[1].tool_responses[0].name, "lookup");
   ASSERT_EQ((*folded)[2].tool_responses.size(), 1u);
   EXPECT_EQ((*folded)[2].tool_responses[0].name, "open");
+}
+
+TEST(FoldToolResultsByIdTest, ResultsNameTheCallTheirIdAnswers) {
+  Message calls = Calls({{"get_weather", "{}", "call_a"}, {"get_time", "{}", "call_b"}});
+  Message second = Text("tool", "14:05");
+  second.tool_call_id = "call_b";  // Answered first, out of order.
+  Message first = Text("tool", "sunny");
+  first.tool_call_id = "call_a";
+  absl::StatusOr<std::vector<Message>> folded =
+      FoldToolResults({Text("user", "?"), calls, second, first});
+  ASSERT_TRUE(folded.ok()) << folded.status();
+  const auto& responses = (*folded)[1].tool_responses;
+  ASSERT_EQ(responses.size(), 2u);
+  EXPECT_EQ(responses[0].name, "get_time");
+  EXPECT_EQ(responses[0].response, "14:05");
+  EXPECT_EQ(responses[1].name, "get_weather");
+  Message unknown = Text("tool", "x");
+  unknown.tool_call_id = "call_zzz";
+  absl::Status s = FoldToolResults({Text("user", "?"), calls, unknown}).status();
+  EXPECT_NE(s.message().find("tool_call_id 'call_zzz'"), std::string::npos) << s;
 }
 
 TEST(FoldToolResultsErrorsTest, ToolMessagesOutOfPlaceAreRefusedByIndex) {
