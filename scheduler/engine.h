@@ -22,7 +22,8 @@
 
 namespace tessera::scheduler {
 
-// One item of a request's output stream: a delta, then exactly one completion last.
+// One item of a request's output stream: deltas, and one Completion per choice (most requests
+// have one choice: deltas, then the Completion last). Events carry their choice's index.
 using RequestEvent = std::variant<TokenDelta, Completion>;
 
 // The caller's end of a submitted request. Events are queued by the engine; the caller either polls
@@ -32,24 +33,28 @@ class RequestHandle {
  public:
   const std::string& request_id() const { return request_id_; }
 
-  // Waits up to `timeout` for the next event. False on timeout. After the Completion, returns
-  // false immediately.
+  // Waits up to `timeout` for the next event. False on timeout. After the last choice's
+  // Completion, returns false immediately.
   bool Next(RequestEvent* event, absl::Duration timeout = absl::InfiniteDuration());
   // Non-blocking: moves every queued event into `out`. Returns true if the stream has ended (the
-  // Completion is in `out` or was taken before).
+  // last Completion is in `out` or was taken before).
   bool Drain(std::vector<RequestEvent>* out);
   // Sets the notification callback (replacing any); it is invoked once per batch of new events, and
   // immediately if events are already queued.
   void SetNotify(std::function<void()> notify);
 
   // Engine side.
-  explicit RequestHandle(std::string request_id) : request_id_(std::move(request_id)) {}
+  explicit RequestHandle(std::string request_id, int32_t num_choices = 1)
+      : request_id_(std::move(request_id)), num_choices_(num_choices) {}
   void Push(RequestEvent event);
 
  private:
   const std::string request_id_;
+  const int32_t num_choices_;
   absl::Mutex mu_;
   std::vector<RequestEvent> queue_ ABSL_GUARDED_BY(mu_);
+  int32_t completions_pushed_ ABSL_GUARDED_BY(mu_) = 0;
+  int32_t completions_taken_ ABSL_GUARDED_BY(mu_) = 0;
   bool finished_pushed_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_taken_ ABSL_GUARDED_BY(mu_) = false;
   std::function<void()> notify_ ABSL_GUARDED_BY(mu_);
@@ -107,6 +112,10 @@ class EngineObserver {
   // After every step that ran: how many prefill and decode tokens it computed, and its duration.
   virtual void OnStep(int32_t prefill_tokens, int32_t decode_tokens, absl::Duration duration) {}
   virtual void OnPreemption(const std::string& request_id) {}
+  // A constrained request (GenerateRequest::grammar) was admitted, with this many choices.
+  virtual void OnConstrainedRequest(int32_t num_choices) {}
+  // The time to compute one constrained-decoding mask (GrammarMatcher::FillNextTokenMask).
+  virtual void OnMaskComputed(absl::Duration duration) {}
 };
 
 struct KvGroupUsage {

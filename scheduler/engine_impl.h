@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/logging.h"
 #include "runtime/prompt/tokenizer.h"
+#include "runtime/structured/grammar_matcher.h"
 #include "scheduler/engine.h"
 #include "scheduler/kv_cache_manager.h"
 #include "scheduler/scheduler.h"
@@ -25,14 +26,22 @@ namespace tessera::scheduler {
 namespace engine_internal {
 
 struct SessionState;
+struct ChoiceGroup;
 
-// Everything the engine keeps about one live request (or one session and its current turn).
-// Engine thread only, except `handle`.
+// Everything the engine keeps about one live request (or one session and its current turn, or one
+// choice of a request with several). Engine thread only, except `handle`.
 struct RequestState {
   Sequence seq;
   SessionState* session = nullptr;
   std::shared_ptr<RequestHandle> handle;  // Null for a session between turns.
-  std::string turn_id;                    // Handle id (request id, or "<session>/<turn>").
+  // Key in live_: the request id, "<session>/<turn>", or "<request id>#<index>" for choices > 0.
+  std::string turn_id;
+  int32_t index = 0;                   // The choice.
+  std::shared_ptr<ChoiceGroup> group;  // Set when the request has several choices.
+  // Constrained decoding: the matcher of this choice's output so far, and its mask buffer.
+  std::optional<runtime::structured::GrammarMatcher> grammar;
+  std::vector<uint64_t> mask;
+  std::vector<int32_t> visible_special_tokens;
   runtime::SamplingParams sampling;
   StoppingParams stopping;
   std::vector<int32_t> stop_ids;  // Sorted.
@@ -48,6 +57,16 @@ struct RequestState {
   absl::Time first_token = absl::InfiniteFuture();
   absl::Time last_token = absl::InfiniteFuture();
   std::vector<absl::Duration> itl;
+};
+
+// The choices of a request with num_choices > 1. Choice 0 runs first; the others wait in
+// `pending` until it has computed the prompt (its first sample), then start with its full blocks
+// through the prefix cache.
+struct ChoiceGroup {
+  std::string request_id;
+  std::vector<std::unique_ptr<RequestState>> pending;
+  std::vector<RequestState*> live;  // Choices in live_.
+  bool done() const { return pending.empty() && live.empty(); }
 };
 
 struct SessionState {
@@ -66,6 +85,7 @@ struct SessionInfo {
 
 }  // namespace engine_internal
 
+using engine_internal::ChoiceGroup;
 using engine_internal::RequestState;
 using engine_internal::SessionInfo;
 using engine_internal::SessionState;
@@ -114,7 +134,12 @@ class EngineImpl {
       incoming.swap(incoming_);
     }
     for (auto& r : incoming) {
-      if (r->handle) r->handle->Push(Completion{FinishReason::kAbort, status, {}, {}, {}});
+      if (r->handle == nullptr) continue;
+      Completion c;
+      c.reason = FinishReason::kAbort;
+      c.status = status;
+      r->handle->Push(c);
+      if (r->group) FinishPendingChoices(r->group.get(), FinishReason::kAbort, status, 0);
     }
     std::vector<RequestState*> live;
     for (auto& [id, r] : live_) live.push_back(r.get());
@@ -162,6 +187,11 @@ class EngineImpl {
                 const StoppingParams& stopping, int32_t context_limit);
   void ApplyBoundary(absl::Time now);
   void HandleToken(RequestState* r, const runtime::SampleResult& sampled, absl::Time now);
+  // Choice 0 has computed the prompt: the pending choices of its group start.
+  void StartPendingChoices(RequestState* first);
+  // Ends the choices that never started (their first choice was aborted or failed).
+  void FinishPendingChoices(ChoiceGroup* group, FinishReason reason, const absl::Status& status,
+                            int32_t prompt_tokens);
   // Ends the current turn (or request): pushes `delta` if non-empty and the completion.
   void Finish(RequestState* r, FinishReason reason, absl::Status status,
               TokenDelta* delta = nullptr, std::optional<std::string> stop_string = std::nullopt,
@@ -182,6 +212,8 @@ class EngineImpl {
   Scheduler scheduler_;
   absl::flat_hash_map<std::string, std::unique_ptr<RequestState>> live_;  // By turn id.
   absl::flat_hash_map<std::string, std::unique_ptr<SessionState>> sessions_;
+  // Requests with several choices, by request id, while any choice is pending or live.
+  absl::flat_hash_map<std::string, std::shared_ptr<ChoiceGroup>> groups_;
   absl::flat_hash_set<RequestState*> with_deadline_;
   uint64_t next_seq_id_ = 1;
   uint64_t next_arrival_ = 1;

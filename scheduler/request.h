@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "runtime/prompt/prompt.h"
 #include "runtime/sampling_params.h"
+#include "runtime/structured/compiled_grammar.h"
 
 namespace tessera::scheduler {
 
@@ -34,7 +35,29 @@ struct GenerateRequest {
   std::string cache_salt;                     // Prefix-cache namespace.
   absl::Time arrival = absl::InfinitePast();  // Set by Submit when unset.
   absl::Time deadline = absl::InfiniteFuture();
+  // Constrained decoding: every choice's output is a prefix of this grammar's language, and ends
+  // (with a stop token, or at once when nothing else may follow) only where the grammar accepts.
+  // Null: unconstrained. Not with ignore_eos (the grammar's end is the stop token).
+  std::shared_ptr<const runtime::structured::CompiledGrammar> grammar;
+  // Special tokens whose text the detokenizer keeps (markup the edge parses, e.g. <|channel>);
+  // every other special token gives no text.
+  std::vector<int32_t> visible_special_tokens;
+  // Independent choices of one prompt (OpenAI's n). The prompt is prefilled once: the other
+  // choices start when the first has computed it, and take its full KV blocks through the prefix
+  // cache, computing only the last partial block again (all of it when prefix caching is off).
+  // Choice i samples with a seed derived from (seed, i); choice 0 with `seed` itself. Events carry
+  // the choice's index; the stream ends after every choice's Completion.
+  int32_t num_choices = 1;
 };
+
+// The seed of choice `index` of a request seeded `seed` (SplitMix64 of the pair; `seed` for 0).
+inline uint64_t ChoiceSeed(uint64_t seed, int32_t index) {
+  if (index == 0) return seed;
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(index);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
 
 enum class FinishReason { kStop, kLength, kAbort, kError };
 inline constexpr FinishReason kAllFinishReasons[] = {FinishReason::kStop, FinishReason::kLength,
@@ -65,6 +88,7 @@ struct TokenLogprob {
 // Tokens produced since the previous delta. `text` never splits a UTF-8 character and excludes any
 // stop string (text that might begin a stop string is held back until it cannot).
 struct TokenDelta {
+  int32_t index = 0;  // The choice (GenerateRequest::num_choices).
   std::vector<int32_t> token_ids;
   std::string text;
   std::vector<TokenLogprob> logprobs;  // One per token when requested.
@@ -79,7 +103,10 @@ struct Usage {
   absl::Duration total_time;           // Arrival to completion.
 };
 
+// How one choice ended. `usage.prompt_tokens` is the prompt's size in every choice's Completion
+// (the prompt is shared: count it once); `completion_tokens` are the choice's own.
 struct Completion {
+  int32_t index = 0;  // The choice.
   FinishReason reason = FinishReason::kStop;
   absl::Status status;  // Non-OK for kError (and kAbort: Cancelled / DeadlineExceeded).
   Usage usage;

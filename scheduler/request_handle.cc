@@ -14,17 +14,21 @@ bool RequestHandle::Next(RequestEvent* event, absl::Duration timeout) {
     return !queue_.empty() || finished_taken_;
   };
   if (!mu_.AwaitWithTimeout(absl::Condition(&ready), timeout)) return false;
-  if (queue_.empty()) return false;  // The completion was taken before.
+  if (queue_.empty()) return false;  // The last completion was taken before.
   *event = std::move(queue_.front());
   queue_.erase(queue_.begin());
-  if (std::holds_alternative<Completion>(*event)) finished_taken_ = true;
+  if (std::holds_alternative<Completion>(*event) && ++completions_taken_ == num_choices_) {
+    finished_taken_ = true;
+  }
   return true;
 }
 
 bool RequestHandle::Drain(std::vector<RequestEvent>* out) {
   absl::MutexLock lock(&mu_);
   for (auto& e : queue_) {
-    if (std::holds_alternative<Completion>(e)) finished_taken_ = true;
+    if (std::holds_alternative<Completion>(e) && ++completions_taken_ == num_choices_) {
+      finished_taken_ = true;
+    }
     out->push_back(std::move(e));
   }
   queue_.clear();
@@ -47,8 +51,10 @@ void RequestHandle::Push(RequestEvent event) {
   std::function<void()> notify;
   {
     absl::MutexLock lock(&mu_);
-    if (finished_pushed_) return;  // Nothing follows the completion.
-    if (std::holds_alternative<Completion>(event)) finished_pushed_ = true;
+    if (finished_pushed_) return;  // Nothing follows the last completion.
+    if (std::holds_alternative<Completion>(event) && ++completions_pushed_ == num_choices_) {
+      finished_pushed_ = true;
+    }
     queue_.push_back(std::move(event));
     notify = notify_;
   }
