@@ -1,19 +1,24 @@
 #include "server/engine_backend.h"
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <random>
 #include <utility>
 
+#include "absl/base/call_once.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/logging.h"
+#include "nlohmann/json.hpp"
 #include "runtime/cpu/cpu_model_runner.h"
 #include "runtime/model/model_loader.h"
 #include "runtime/prompt/prompt_builder.h"
 #include "runtime/prompt/session_prompt.h"
 #include "runtime/prompt/tokenizer.h"
+#include "runtime/prompt/tool_call_grammar.h"
+#include "runtime/prompt/tool_calls.h"
 #include "scheduler/engine.h"
 #include "server/cuda_runner.h"
 #include "server/prompt_adapter.h"
@@ -86,6 +91,12 @@ class MetricsObserver : public scheduler::EngineObserver {
     r.total_time = t.e2e_time;
     metrics_->RecordFinished(r);
     for (absl::Duration d : t.inter_token_latencies) metrics_->RecordInterToken(d, 1);
+  }
+  void OnConstrainedRequest(int32_t num_choices) override {
+    if (metrics_ != nullptr) metrics_->RecordConstrainedRequest();
+  }
+  void OnMaskComputed(absl::Duration duration) override {
+    if (metrics_ != nullptr) metrics_->RecordMaskTime(duration);
   }
 
  private:
@@ -183,6 +194,15 @@ class EngineBackend : public Backend {
         PromptAdapter::Create(model_->config, tokenizer_.get(), options_.model_dir, prompt_limits_);
     if (!prompts.ok()) return prompts.status();
     prompts_ = *std::move(prompts);
+    // The markup a chat reply's parser reads must reach it as text: where the tokenizer has these
+    // as special tokens (Gemma 4's does), the detokenizer keeps them.
+    for (std::string_view marker :
+         {std::string_view("<|channel>"), std::string_view("<channel|>"), runtime::kToolCallBegin,
+          runtime::kToolCallEnd, runtime::kToolResponseBegin, runtime::kGemmaQuote}) {
+      std::optional<int32_t> id = tokenizer_->TokenId(marker);
+      if (id && tokenizer_->IsSpecial(*id)) markup_ids_.push_back(*id);
+    }
+    tool_response_id_ = tokenizer_->TokenId(runtime::kToolResponseBegin);
 
     info_.set_id(ServedModelName(options_));
     info_.set_architecture(config.architecture);
@@ -215,6 +235,8 @@ class EngineBackend : public Backend {
     l->set_max_queue_length(static_cast<uint32_t>(sl.max_queue_length));
     l->set_max_sessions(static_cast<uint32_t>(sl.max_sessions));
     l->set_max_request_bytes(static_cast<uint64_t>(sl.max_request_bytes));
+    l->set_max_choices(static_cast<uint32_t>(sl.max_choices));
+    l->set_max_tools(static_cast<uint32_t>(sl.max_tools));
     return absl::OkStatus();
   }
 
@@ -232,6 +254,7 @@ class EngineBackend : public Backend {
             : request.request_id();
     if (auto s = Sampling(request.sampling(), request.logprobs(), &r.sampling); !s.ok()) return s;
     if (auto s = Stopping(request.stopping(), &r.stopping); !s.ok()) return s;
+    if (auto s = Agents(request, &r); !s.ok()) return s;
     auto prompt = prompts_->Build(request);
     if (!prompt.ok()) return prompt.status();
     CountMedia(prompt->prompt);
@@ -251,6 +274,7 @@ class EngineBackend : public Backend {
     *g.mutable_messages() = r.messages();
     g.set_prompt(r.prompt());
     g.set_enable_thinking(r.enable_thinking());
+    *g.mutable_tools() = r.tools();
     auto prompt = prompts_->Build(g);
     if (!prompt.ok()) return prompt.status();
     v1::CountTokensResponse out;
@@ -294,6 +318,12 @@ class EngineBackend : public Backend {
   absl::Status Sampling(const v1::SamplingParams& p, const v1::LogprobsParams& lp,
                         runtime::SamplingParams* out);
   absl::Status Stopping(const v1::StoppingParams& p, scheduler::StoppingParams* out);
+  // n, tools and structured output: choices, the grammar, the markup the reply parser reads.
+  absl::Status Agents(const v1::GenerateRequest& request, scheduler::GenerateRequest* out);
+  // The request's constraint (response_format, or a forced tool call), or null.
+  absl::StatusOr<std::shared_ptr<const runtime::structured::CompiledGrammar>> Grammar(
+      const v1::GenerateRequest& request);
+  absl::StatusOr<runtime::structured::GrammarCompiler*> Compiler();
   void CountMedia(const runtime::Prompt& prompt) {
     int64_t images = 0;
     double audio_s = 0;
@@ -319,6 +349,11 @@ class EngineBackend : public Backend {
   std::unique_ptr<PromptAdapter> prompts_;
   v1::ModelInfo info_;
   runtime::PromptLimits prompt_limits_;  // The options' with max_prompt_tokens resolved.
+  std::vector<int32_t> markup_ids_;      // Special tokens the reply parser reads.
+  std::optional<int32_t> tool_response_id_;
+  absl::once_flag compiler_once_;
+  absl::Status compiler_status_;
+  std::unique_ptr<runtime::structured::GrammarCompiler> compiler_;
   std::atomic<int64_t> next_id_{0};
   std::mt19937_64 seed_rng_{std::random_device{}()};
   absl::Mutex seed_mu_;
@@ -399,6 +434,148 @@ absl::Status EngineBackend::Stopping(const v1::StoppingParams& p, scheduler::Sto
   out->max_tokens = p.has_max_tokens() ? static_cast<int32_t>(p.max_tokens()) : limit;
   out->min_tokens = static_cast<int32_t>(p.min_tokens());
   out->ignore_eos = p.ignore_eos();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<runtime::structured::GrammarCompiler*> EngineBackend::Compiler() {
+  absl::call_once(compiler_once_, [this] {
+    auto vocabulary = runtime::structured::Vocabulary::FromTokenizer(*tokenizer_);
+    if (!vocabulary.ok()) {
+      compiler_status_ = vocabulary.status();
+      return;
+    }
+    compiler_ = std::make_unique<runtime::structured::GrammarCompiler>(*std::move(vocabulary),
+                                                                       options_.structured_outputs);
+  });
+  if (!compiler_status_.ok()) return compiler_status_;
+  return compiler_.get();
+}
+
+namespace {
+
+// A regex matching exactly `value` (every ASCII punctuation escaped).
+std::string RegexLiteral(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (static_cast<unsigned char>(c) < 0x80 &&
+               std::ispunct(static_cast<unsigned char>(c))) {
+      out += '\\';
+      out += c;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+bool ToolChoiceNone(const v1::GenerateRequest& r) {
+  return r.tool_choice().choice_case() == v1::ToolChoice::kMode &&
+         r.tool_choice().mode() == v1::ToolChoice::TOOL_CHOICE_NONE;
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const runtime::structured::CompiledGrammar>> EngineBackend::Grammar(
+    const v1::GenerateRequest& request) {
+  using runtime::structured::GrammarSpec;
+  const v1::ResponseFormat& rf = request.response_format();
+  const v1::ToolChoice& tc = request.tool_choice();
+  const bool forced =
+      request.tools_size() > 0 && (tc.choice_case() == v1::ToolChoice::kFunction ||
+                                   (tc.choice_case() == v1::ToolChoice::kMode &&
+                                    tc.mode() == v1::ToolChoice::TOOL_CHOICE_REQUIRED));
+  if (!forced && tc.choice_case() == v1::ToolChoice::kFunction) {
+    return absl::InvalidArgumentError("tool_choice names a function but the request has no tools");
+  }
+  if (rf.format_case() == v1::ResponseFormat::FORMAT_NOT_SET && !forced) return nullptr;
+  if (rf.format_case() != v1::ResponseFormat::FORMAT_NOT_SET && request.tools_size() > 0 &&
+      !ToolChoiceNone(request)) {
+    return absl::InvalidArgumentError(
+        "response_format constrains the reply, so the model could not call the request's tools; "
+        "send tool_choice none with it, or no format");
+  }
+  auto compiler = Compiler();
+  if (!compiler.ok()) return compiler.status();
+  absl::StatusOr<std::shared_ptr<const runtime::structured::CompiledGrammar>> grammar;
+  const char* field = "response_format";
+  switch (rf.format_case()) {
+    case v1::ResponseFormat::kJsonObject:
+      grammar = (*compiler)->Compile(GrammarSpec::JsonObject());
+      break;
+    case v1::ResponseFormat::kJsonSchema:
+      grammar = (*compiler)->Compile(GrammarSpec::JsonSchema(rf.json_schema()));
+      break;
+    case v1::ResponseFormat::kRegex:
+      grammar = (*compiler)->Compile(GrammarSpec::Regex(rf.regex()));
+      break;
+    case v1::ResponseFormat::kGrammar:
+      grammar = (*compiler)->Compile(GrammarSpec::Gbnf(rf.grammar()));
+      break;
+    case v1::ResponseFormat::kChoice: {
+      if (rf.choice().values_size() == 0) {
+        return absl::InvalidArgumentError("response_format: choice needs at least one value");
+      }
+      std::string pattern;
+      for (const std::string& v : rf.choice().values()) {
+        absl::StrAppend(&pattern, pattern.empty() ? "" : "|", RegexLiteral(v));
+      }
+      grammar = (*compiler)->Compile(GrammarSpec::Regex(pattern));
+      break;
+    }
+    case v1::ResponseFormat::FORMAT_NOT_SET: {
+      field = "tool_choice";
+      runtime::ToolCallGrammarOptions o;
+      o.function = tc.function();
+      o.parallel_tool_calls = !request.has_parallel_tool_calls() || request.parallel_tool_calls();
+      absl::StatusOr<std::string> tools = ToolsJson(request.tools());
+      if (!tools.ok()) return tools.status();
+      const nlohmann::json tools_json = nlohmann::json::parse(*tools);
+      const std::string key =
+          absl::StrCat("tool_call\n", o.function, "\n", o.parallel_tool_calls, "\n", *tools);
+      runtime::structured::GrammarCompiler* c = *compiler;
+      grammar = c->CompileCustom(
+          key, [&] { return runtime::BuildToolCallGrammar(tools_json, o, c->vocabulary()); });
+      break;
+    }
+  }
+  if (!grammar.ok()) {
+    return absl::Status(grammar.status().code(),
+                        absl::StrCat(field, ": ", grammar.status().message()));
+  }
+  return *grammar;
+}
+
+absl::Status EngineBackend::Agents(const v1::GenerateRequest& request,
+                                   scheduler::GenerateRequest* out) {
+  const ServingLimits& limits = options_.limits;
+  const int64_t n = request.n() == 0 ? 1 : request.n();
+  if (n > limits.max_choices) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'n' is ", n, "; at most ", limits.max_choices, " (--max_choices)"));
+  }
+  out->num_choices = static_cast<int32_t>(n);
+  if (request.tools_size() > limits.max_tools) {
+    return absl::InvalidArgumentError(absl::StrCat("the request declares ", request.tools_size(),
+                                                   " tools; at most ", limits.max_tools,
+                                                   " (--max_tools)"));
+  }
+  if (request.tools_size() > 0 && request.messages_size() == 0) {
+    return absl::InvalidArgumentError("tools need 'messages' (a chat), not a raw 'prompt'");
+  }
+  auto grammar = Grammar(request);
+  if (!grammar.ok()) return grammar.status();
+  out->grammar = *std::move(grammar);
+  if (request.messages_size() > 0) out->visible_special_tokens = markup_ids_;
+  if (request.tools_size() > 0 && !ToolChoiceNone(request)) {
+    // After its calls the model waits for their results: the reply ends there.
+    if (tool_response_id_) {
+      out->stopping.stop_token_ids.push_back(*tool_response_id_);
+    } else {
+      out->stopping.stop_strings.push_back(std::string(runtime::kToolResponseBegin));
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "runtime/structured/grammar_compiler.h"
 #include "server/backend.h"
 #include "server/limits.h"
 #include "server/metrics.h"
@@ -39,6 +40,9 @@ struct EngineBackendOptions {
   // CUDA runner.
   double gpu_memory_fraction = 0.90;
   bool cuda_graphs = true;
+  // Structured outputs and forced tool calls: the compiled-grammar cache and the compile limits
+  // (docs/structured_outputs.md). The vocabulary index is built on the first constrained request.
+  runtime::structured::GrammarCompilerOptions structured_outputs;
 };
 
 // The served model id for `options` (known before loading, for metrics labels).

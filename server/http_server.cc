@@ -8,6 +8,7 @@
 #include "base/logging.h"
 #include "httplib.h"
 #include "nlohmann/json.hpp"
+#include "server/openai_responder.h"
 #include "server/status_mapping.h"
 
 namespace tessera::server {
@@ -212,12 +213,13 @@ void HttpServer::Routes() {
             gen->responder.Accumulate(*d);
             continue;
           }
-          const auto& c = std::get<scheduler::Completion>(e);
+          gen->responder.Accumulate(std::get<scheduler::Completion>(e));
+          if (!gen->responder.done()) continue;  // Other choices (n > 1) still run.
           gen->finished = true;
-          if (c.reason == scheduler::FinishReason::kError) {
-            SendError(res, c.status.ok() ? absl::InternalError("generation failed") : c.status);
+          if (!gen->responder.error().ok()) {
+            SendError(res, gen->responder.error());
           } else {
-            res.set_content(gen->responder.Body(c), "application/json");
+            res.set_content(gen->responder.Body(), "application/json");
           }
           return;
         }
@@ -236,11 +238,12 @@ void HttpServer::Routes() {
               const std::string out = gen->responder.StreamDelta(*d);
               return out.empty() || sink.write(out.data(), out.size());
             }
-            const auto& c = std::get<scheduler::Completion>(e);
-            gen->finished = true;
-            const std::string out = gen->responder.StreamFinish(c);
+            const std::string out = gen->responder.StreamFinish(std::get<scheduler::Completion>(e));
             if (!sink.write(out.data(), out.size())) return false;
-            sink.done();
+            if (gen->responder.done()) {
+              gen->finished = true;
+              sink.done();
+            }
             return true;
           });
     };

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "base/logging.h"
+#include "server/reply_parser.h"
 #include "server/status_mapping.h"
 
 namespace tessera::server {
@@ -186,22 +187,37 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
     if (pending_.empty()) return;
     response_.Clear();
     response_.set_request_id(stream_->request_id());
+    // One response carries one reply (index): events are taken while they are of the same reply,
+    // up to and including its `finished`.
+    int32_t index = -1;
     while (!pending_.empty()) {
       ReplyEvent& e = pending_.front();
+      const int32_t event_index = std::visit([](const auto& x) { return x.index; }, e);
+      if (index >= 0 && event_index != index) break;
+      index = event_index;
+      response_.set_index(static_cast<uint32_t>(index));
       if (auto* d = std::get_if<scheduler::TokenDelta>(&e)) {
-        AppendDelta(*d, &response_);
-      } else {
-        const auto& c = std::get<scheduler::Completion>(e);
+        AppendTokens(*d, &response_);
+        // For chat requests the text is parsed: answer, reasoning, tool calls.
+        AppendPiece(parser_.Push(index, d->text), &response_);
+        pending_.pop_front();
+        continue;
+      }
+      const auto& c = std::get<scheduler::Completion>(e);
+      AppendPiece(parser_.Finish(index), &response_);
+      if (c.reason == scheduler::FinishReason::kError && final_status_.ok()) {
+        final_status_ =
+            ToGrpcStatus(c.status.ok() ? absl::InternalError("generation failed") : c.status);
+      }
+      SetFinished(c, &response_);
+      response_.mutable_finished()->set_reason(
+          ChoiceFinishReasonProto(c, parser_.num_tool_calls(index)));
+      pending_.pop_front();
+      if (++choices_finished_ == num_choices_) {
         final_seen_ = true;
-        if (c.reason == scheduler::FinishReason::kError) {
-          final_status_ =
-              ToGrpcStatus(c.status.ok() ? absl::InternalError("generation failed") : c.status);
-        }
-        SetFinished(c, &response_);
         final_written_ = true;
       }
-      pending_.pop_front();
-      if (final_written_) break;
+      break;
     }
     if (final_written_ && !final_status_.ok() && response_.token_ids_size() == 0) {
       FinishOnceLocked(final_status_);  // Nothing to deliver: just the error.
@@ -223,9 +239,18 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
     Finish(status);
   }
 
+  static void AppendPiece(ReplyPiece piece, v1::GenerateResponse* out) {
+    out->mutable_text()->append(piece.content);
+    out->mutable_reasoning()->append(piece.reasoning);
+    for (v1::ToolCall& call : piece.tool_calls) *out->add_tool_calls() = std::move(call);
+  }
+
   ServingState* const state_;
   std::shared_ptr<NotifyLink<GenerateReactor>> link_;
   const v1::GenerateRequest* const request_;  // gRPC's, valid until OnDone.
+  const int32_t num_choices_ = request_->n() > 1 ? static_cast<int32_t>(request_->n()) : 1;
+  ReplyParser parser_{*request_};
+  int32_t choices_finished_ = 0;
   const absl::Time deadline_;
   bool counted_ = false;
   absl::Mutex mu_;
@@ -511,8 +536,12 @@ class ConverseReactor final
 }  // namespace
 
 void AppendDelta(const scheduler::TokenDelta& d, v1::GenerateResponse* out) {
-  for (int32_t id : d.token_ids) out->add_token_ids(static_cast<uint32_t>(id));
+  AppendTokens(d, out);
   out->mutable_text()->append(d.text);
+}
+
+void AppendTokens(const scheduler::TokenDelta& d, v1::GenerateResponse* out) {
+  for (int32_t id : d.token_ids) out->add_token_ids(static_cast<uint32_t>(id));
   for (const auto& lp : d.logprobs) {
     v1::TokenLogprob* p = out->add_logprobs();
     p->set_token_id(static_cast<uint32_t>(lp.token));

@@ -39,6 +39,8 @@ class InferenceService final : public v1::Inference::CallbackService {
 
 // Copies engine events into a GenerateResponse (exposed for the Converse reactor and tests).
 void AppendDelta(const scheduler::TokenDelta& delta, v1::GenerateResponse* out);
+// The delta's token ids and logprobs, not its text.
+void AppendTokens(const scheduler::TokenDelta& delta, v1::GenerateResponse* out);
 void SetFinished(const scheduler::Completion& completion, v1::GenerateResponse* out);
 
 }  // namespace tessera::server

@@ -6,6 +6,7 @@
 //   max_queue_length   the engine's admission (scheduler::EngineOptions)
 //   max_sessions       the engine's OpenSession
 //   max_request_bytes  the transports (gRPC's receive limit, the HTTP body limit)
+//   max_choices, max_tools  EngineBackend::Generate (both APIs)
 // The OpenAI parser also counts image parts (runtime::CheckImageCount) before it fetches remote
 // ones, so that a request cannot make the server fetch more images than it would accept.
 #pragma once
@@ -26,6 +27,10 @@ struct ServingLimits {
   int32_t max_sessions = 64;
   // Largest HTTP body / gRPC message.
   int64_t max_request_bytes = 64 << 20;
+  // Choices (OpenAI's n) one request may ask for (--max_choices).
+  int32_t max_choices = 16;
+  // Tools one request may declare (--max_tools).
+  int32_t max_tools = 128;
 };
 
 }  // namespace tessera::server

@@ -108,6 +108,17 @@ ABSL_FLAG(
     double, request_timeout_s, 0.0,
     "Longest an HTTP request may run, in seconds (0 = no limit; gRPC uses the call deadline).");
 
+ABSL_FLAG(int, max_choices, 16, "Most choices (OpenAI's n) one request may ask for.");
+ABSL_FLAG(int, max_tools, 128, "Most tools one request may declare.");
+
+// Structured outputs (docs/structured_outputs.md).
+ABSL_FLAG(int, structured_output_cache_entries, 256,
+          "Compiled grammars (schemas, regexes, GBNF, tool-call grammars) kept for reuse.");
+ABSL_FLAG(int64_t, structured_output_cache_bytes, int64_t{512} << 20,
+          "Memory the compiled-grammar cache may hold, in bytes.");
+ABSL_FLAG(int64_t, max_structured_output_bytes, int64_t{1} << 20,
+          "Largest JSON Schema / regex / GBNF text a request may send, in bytes.");
+
 // Engine.
 ABSL_FLAG(int, max_num_seqs, 256, "Sequences holding KV blocks at once (and per step).");
 ABSL_FLAG(int, max_num_batched_tokens, 2048, "Token budget of one engine step.");
@@ -234,12 +245,27 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const char* argv0) {
   l.max_queue_length = absl::GetFlag(FLAGS_max_queue_length);
   l.max_sessions = absl::GetFlag(FLAGS_max_sessions);
   l.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
+  l.max_choices = absl::GetFlag(FLAGS_max_choices);
+  l.max_tools = absl::GetFlag(FLAGS_max_tools);
   if (l.max_tokens < 1 || l.max_queue_length < 1 || l.max_request_bytes < 1024 ||
-      p.max_images_per_request < 0 || l.max_sessions < 0) {
+      p.max_images_per_request < 0 || l.max_sessions < 0 || l.max_choices < 1 || l.max_tools < 0) {
     return absl::InvalidArgumentError(
-        "--max_tokens_limit and --max_queue_length must be >= 1, --max_request_bytes >= 1024, "
-        "--max_images_per_request and --max_sessions >= 0");
+        "--max_tokens_limit, --max_queue_length and --max_choices must be >= 1, "
+        "--max_request_bytes >= 1024, --max_images_per_request, --max_sessions and --max_tools "
+        ">= 0");
   }
+  runtime::structured::GrammarCompilerOptions& so = b.structured_outputs;
+  const int cache_entries = absl::GetFlag(FLAGS_structured_output_cache_entries);
+  const int64_t cache_bytes = absl::GetFlag(FLAGS_structured_output_cache_bytes);
+  const int64_t spec_bytes = absl::GetFlag(FLAGS_max_structured_output_bytes);
+  if (cache_entries < 1 || cache_bytes < 1 || spec_bytes < 1) {
+    return absl::InvalidArgumentError(
+        "--structured_output_cache_entries, --structured_output_cache_bytes and "
+        "--max_structured_output_bytes must be >= 1");
+  }
+  so.cache_entries = static_cast<size_t>(cache_entries);
+  so.cache_bytes = static_cast<size_t>(cache_bytes);
+  so.max_spec_bytes = static_cast<size_t>(spec_bytes);
 
   o.grpc.host = absl::GetFlag(FLAGS_grpc_host);
   o.grpc.port = absl::GetFlag(FLAGS_grpc_port);

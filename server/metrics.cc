@@ -30,6 +30,11 @@ const prometheus::Histogram::BucketBoundaries kPhaseBuckets = {
     0.01, 0.025, 0.05, 0.1,  0.3,  0.5,  0.8,   1.0,   1.5,   2.0,   2.5,    5.0,   10.0,
     15.0, 20.0,  30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
 
+// Constrained-decoding mask times: microseconds (docs/performance.md: p99 ~8 us on Gemma 4's
+// vocabulary) to the milliseconds a pathological grammar may take.
+const prometheus::Histogram::BucketBoundaries kMaskBuckets = {
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2};
+
 double Seconds(absl::Duration d) { return std::max(0.0, absl::ToDoubleSeconds(d)); }
 
 }  // namespace
@@ -98,6 +103,11 @@ ServingMetrics::ServingMetrics(const MetricsOptions& options)
   prefill_ = histogram("request_prefill_time_seconds", "First scheduled step to first token.",
                        kPhaseBuckets);
   decode_ = histogram("request_decode_time_seconds", "First token to completion.", kPhaseBuckets);
+  constrained_requests_ =
+      counter("structured_output_requests_total",
+              "Requests with constrained decoding (response_format, grammar, forced tool call).");
+  mask_time_ = histogram("structured_output_mask_seconds",
+                         "Time to compute one constrained-decoding token mask.", kMaskBuckets);
 }
 
 ServingMetrics::~ServingMetrics() = default;
@@ -139,6 +149,12 @@ void ServingMetrics::RecordMedia(int64_t images, double audio_seconds) {
 }
 
 void ServingMetrics::RecordRejected(const std::string& code) { Rejected(code).Increment(); }
+
+void ServingMetrics::RecordConstrainedRequest() { constrained_requests_->Increment(); }
+
+void ServingMetrics::RecordMaskTime(absl::Duration duration) {
+  mask_time_->Observe(Seconds(duration));
+}
 
 void ServingMetrics::SetReady(bool ready) { ready_->Set(ready ? 1 : 0); }
 

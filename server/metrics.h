@@ -65,6 +65,10 @@ class ServingMetrics {
   // gap / tokens (a chunk of several tokens counts as evenly spaced).
   void RecordInterToken(absl::Duration gap, int64_t tokens);
   void RecordMedia(int64_t images, double audio_seconds);
+  // A request with constrained decoding (response_format, grammar, a forced tool call) started.
+  void RecordConstrainedRequest();
+  // The time to compute one token mask of constrained decoding.
+  void RecordMaskTime(absl::Duration duration);
   // `code`: "invalid_argument", "resource_exhausted", "unavailable", "unauthenticated" or "other".
   void RecordRejected(const std::string& code);
   void SetReady(bool ready);
@@ -107,6 +111,8 @@ class ServingMetrics {
   prometheus::Histogram* queue_;
   prometheus::Histogram* prefill_;
   prometheus::Histogram* decode_;
+  prometheus::Counter* constrained_requests_;
+  prometheus::Histogram* mask_time_;
 
   absl::Mutex mu_;  // Guards the previous snapshot (counter deltas).
   EngineSnapshot last_ ABSL_GUARDED_BY(mu_);

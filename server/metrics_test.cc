@@ -43,6 +43,9 @@ TEST(ServingMetricsTest, ExportsDocumentedNamesAndPassesPromtool) {
   metrics.RecordInterToken(absl::Milliseconds(10), 2);
   metrics.RecordMedia(1, 1.5);
   metrics.RecordRejected("invalid_argument");
+  metrics.RecordConstrainedRequest();
+  metrics.RecordMaskTime(absl::Microseconds(7));
+  metrics.RecordMaskTime(absl::Microseconds(30));
   metrics.SetReady(true);
   metrics.SetModelInfo("Gemma4", "cpu", "abc123", 4096);
   metrics.UpdateEngine({1, 2, 0.25, 0, 100, 40, 1, 3, 1});
@@ -74,6 +77,14 @@ TEST(ServingMetricsTest, ExportsDocumentedNamesAndPassesPromtool) {
     EXPECT_TRUE(absl::StrContains(text, p + "media_audio_seconds_total{model_name=\"tiny\"} 1.5"));
     EXPECT_TRUE(absl::StrContains(text, p + "model_info{"));
     EXPECT_TRUE(absl::StrContains(text, p + "server_ready{model_name=\"tiny\"} 1"));
+    EXPECT_TRUE(
+        absl::StrContains(text, p + "structured_output_requests_total{model_name=\"tiny\"} 1"));
+    EXPECT_TRUE(
+        absl::StrContains(text, p + "structured_output_mask_seconds_count{model_name=\"tiny\"} 2"));
+    // 7 us and 30 us: one at or below 10 us, both below 50 us.
+    EXPECT_TRUE(absl::StrContains(
+        text, p + "structured_output_mask_seconds_bucket{model_name=\"tiny\",le=\"1e-05\"} 1"))
+        << text;
   }
   EXPECT_EQ(PromtoolProblems(text), "") << text;
 }

@@ -9,13 +9,12 @@
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 #include "runtime/prompt/media_inputs.h"
+#include "server/openai_tools.h"
 
 namespace tessera::server {
 namespace {
 
 using nlohmann::json;
-
-std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 // Records which parameter an error is about, for the error body.
 struct Parser {
@@ -83,9 +82,16 @@ struct Parser {
     }
     if (call->model.empty()) call->model = options.model_id;
 
+    // n's limit (--max_choices) is checked where both APIs meet (EngineBackend).
     std::optional<int64_t> n;
-    if (auto s = Integer(body, "n", 1, 1 << 20, &n); !s.ok()) return s;
-    if (n && *n != 1) return Error("n", "only n=1 is supported");
+    if (auto s = Integer(body, "n", 1, UINT32_MAX, &n); !s.ok()) return s;
+    if (n) r.set_n(static_cast<uint32_t>(*n));
+    std::optional<int64_t> best_of;
+    if (auto s = Integer(body, "best_of", 1, UINT32_MAX, &best_of); !s.ok()) return s;
+    if (best_of && *best_of != n.value_or(1)) {
+      return Error("best_of",
+                   "'best_of' other than n is not supported (every generated choice is returned)");
+    }
 
     // The server's --max_tokens_limit is checked where both APIs meet (EngineBackend); here only
     // what fits the proto.
@@ -252,6 +258,7 @@ struct Parser {
       }
       v1::Message* msg = call->request.add_messages();
       msg->set_role(r);
+      if (auto s = ParseMessageToolFields(m, r, where, msg, &call->error_param); !s.ok()) return s;
       auto content = m.find("content");
       if (content == m.end() || content->is_null()) continue;
       if (content->is_string()) {
@@ -368,10 +375,9 @@ static absl::StatusOr<OpenAiCall> ParseChat(absl::string_view body, const OpenAi
   if (auto s = p.Common(*j); !s.ok()) return s;
   if (auto s = p.Logprobs(*j, true); !s.ok()) return s;
   if (auto s = p.Messages(*j); !s.ok()) return s;
-  auto tools = j->find("tools");
-  if (tools != j->end() && !tools->is_null() && !(tools->is_array() && tools->empty())) {
-    return p.Error("tools", "tools are not supported by this server");
-  }
+  if (auto s = ParseToolFields(*j, &call.request, &call.error_param); !s.ok()) return s;
+  if (auto s = ParseStructuredOutputFields(*j, &call.request, &call.error_param); !s.ok()) return s;
+  if (auto s = ParseReasoningFields(*j, &call.request, &call.error_param); !s.ok()) return s;
   return call;
 }
 
@@ -404,6 +410,15 @@ static absl::StatusOr<OpenAiCall> ParsePlain(absl::string_view body, const OpenA
   bool echo = false;
   if (auto s = p.Bool(*j, "echo", &echo); !s.ok()) return s;
   if (echo) return p.Error("echo", "'echo' is not supported");
+  if (auto s = ParseStructuredOutputFields(*j, &call.request, &call.error_param); !s.ok()) return s;
+  for (const char* chat_only :
+       {"tools", "tool_choice", "chat_template_kwargs", "reasoning_effort"}) {
+    auto it = j->find(chat_only);
+    if (it != j->end() && !it->is_null()) {
+      return p.Error(chat_only,
+                     absl::StrCat("'", chat_only, "' is accepted by /v1/chat/completions only"));
+    }
+  }
   auto suffix = j->find("suffix");
   if (suffix != j->end() && !suffix->is_null())
     return p.Error("suffix", "'suffix' is not supported");
@@ -416,146 +431,6 @@ absl::StatusOr<OpenAiCall> ParseCompletion(absl::string_view body, const OpenAiO
   auto out = ParsePlain(body, options, call);
   if (!out.ok() && error_param != nullptr) *error_param = call.error_param;
   return out;
-}
-
-OpenAiResponder::OpenAiResponder(const OpenAiCall& call, std::string id, int64_t created,
-                                 std::function<std::string(int32_t)> token_text)
-    : call_(call), id_(std::move(id)), created_(created), token_text_(std::move(token_text)) {}
-
-std::string OpenAiResponder::LogprobsJson(const std::vector<scheduler::TokenLogprob>& lps,
-                                          int64_t text_offset) const {
-  if (!call_.request.logprobs().enabled()) return "null";
-  json out;
-  if (call_.chat) {
-    json content = json::array();
-    for (const auto& lp : lps) {
-      const std::string tok = token_text_(lp.token);
-      json top = json::array();
-      for (const auto& t : lp.top) {
-        const std::string tt = token_text_(t.token);
-        top.push_back({{"token", tt},
-                       {"logprob", t.logprob},
-                       {"bytes", std::vector<uint8_t>(tt.begin(), tt.end())}});
-      }
-      content.push_back({{"token", tok},
-                         {"logprob", lp.logprob},
-                         {"bytes", std::vector<uint8_t>(tok.begin(), tok.end())},
-                         {"top_logprobs", top}});
-    }
-    out["content"] = content;
-  } else {
-    json tokens = json::array(), token_logprobs = json::array(), top = json::array(),
-         offsets = json::array();
-    int64_t offset = text_offset;
-    for (const auto& lp : lps) {
-      const std::string tok = token_text_(lp.token);
-      tokens.push_back(tok);
-      token_logprobs.push_back(lp.logprob);
-      json alts = json::object();
-      for (const auto& t : lp.top) alts[token_text_(t.token)] = t.logprob;
-      top.push_back(alts);
-      offsets.push_back(offset);
-      offset += static_cast<int64_t>(tok.size());
-    }
-    out = {{"tokens", tokens},
-           {"token_logprobs", token_logprobs},
-           {"top_logprobs", top},
-           {"text_offset", offsets}};
-  }
-  return Dump(out);
-}
-
-std::string OpenAiResponder::UsageJson(const scheduler::Usage& u) const {
-  json usage = {{"prompt_tokens", u.prompt_tokens},
-                {"completion_tokens", u.completion_tokens},
-                {"total_tokens", u.prompt_tokens + u.completion_tokens},
-                {"prompt_tokens_details", {{"cached_tokens", u.cached_prompt_tokens}}}};
-  return Dump(usage);
-}
-
-std::string OpenAiResponder::Chunk(const std::string& text,
-                                   const std::vector<scheduler::TokenLogprob>& lps,
-                                   const char* finish_reason) const {
-  json choice;
-  choice["index"] = 0;
-  if (call_.chat) {
-    json delta = json::object();
-    if (!sent_role_) delta["role"] = "assistant";
-    if (!text.empty() || finish_reason == nullptr) delta["content"] = text;
-    choice["delta"] = delta;
-  } else {
-    choice["text"] = text;
-  }
-  choice["logprobs"] =
-      lps.empty()
-          ? json(nullptr)
-          : json::parse(LogprobsJson(lps, static_cast<int64_t>(text_.size())), nullptr, false);
-  choice["finish_reason"] = finish_reason ? json(finish_reason) : json(nullptr);
-  json chunk = {{"id", id_},
-                {"object", call_.chat ? "chat.completion.chunk" : "text_completion"},
-                {"created", created_},
-                {"model", call_.model},
-                {"choices", json::array({choice})}};
-  return absl::StrCat("data: ", Dump(chunk), "\n\n");
-}
-
-std::string OpenAiResponder::StreamDelta(const scheduler::TokenDelta& delta) {
-  if (delta.text.empty() && delta.logprobs.empty() && sent_role_) return "";
-  std::string out = Chunk(delta.text, delta.logprobs, nullptr);
-  sent_role_ = true;
-  text_ += delta.text;
-  return out;
-}
-
-std::string OpenAiResponder::StreamFinish(const scheduler::Completion& completion) {
-  std::string out;
-  if (completion.reason == scheduler::FinishReason::kError) {
-    out = absl::StrCat("data: ",
-                       Dump({{"error",
-                              {{"message", std::string(completion.status.message())},
-                               {"type", "server_error"},
-                               {"param", nullptr},
-                               {"code", "internal_error"}}}}),
-                       "\n\n");
-  } else {
-    out = Chunk("", {}, scheduler::FinishReasonName(completion.reason));
-    sent_role_ = true;
-  }
-  if (call_.include_usage) {
-    json chunk = {{"id", id_},
-                  {"object", call_.chat ? "chat.completion.chunk" : "text_completion"},
-                  {"created", created_},
-                  {"model", call_.model},
-                  {"choices", json::array()},
-                  {"usage", json::parse(UsageJson(completion.usage), nullptr, false)}};
-    absl::StrAppend(&out, "data: ", Dump(chunk), "\n\n");
-  }
-  absl::StrAppend(&out, "data: [DONE]\n\n");
-  return out;
-}
-
-void OpenAiResponder::Accumulate(const scheduler::TokenDelta& delta) {
-  text_ += delta.text;
-  logprobs_.insert(logprobs_.end(), delta.logprobs.begin(), delta.logprobs.end());
-}
-
-std::string OpenAiResponder::Body(const scheduler::Completion& completion) const {
-  json choice;
-  choice["index"] = 0;
-  if (call_.chat) {
-    choice["message"] = {{"role", "assistant"}, {"content", text_}};
-  } else {
-    choice["text"] = text_;
-  }
-  choice["logprobs"] = json::parse(LogprobsJson(logprobs_, 0), nullptr, false);
-  choice["finish_reason"] = scheduler::FinishReasonName(completion.reason);
-  json body = {{"id", id_},
-               {"object", call_.chat ? "chat.completion" : "text_completion"},
-               {"created", created_},
-               {"model", call_.model},
-               {"choices", json::array({choice})},
-               {"usage", json::parse(UsageJson(completion.usage), nullptr, false)}};
-  return Dump(body);
 }
 
 }  // namespace tessera::server

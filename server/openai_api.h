@@ -1,4 +1,5 @@
-// OpenAI-compatible JSON (chat completions, completions) translated to and from the public proto.
+// OpenAI-compatible JSON (chat completions, completions) translated to the public proto (and, in
+// openai_responder.h, the engine's replies back to JSON).
 // Pure functions: the only I/O, fetching allow-listed remote images, goes through the injected
 // ImageFetcher.
 #pragma once
@@ -45,36 +46,5 @@ absl::StatusOr<OpenAiCall> ParseChatCompletion(absl::string_view body, const Ope
 // Parses a POST /v1/completions body.
 absl::StatusOr<OpenAiCall> ParseCompletion(absl::string_view body, const OpenAiOptions& options,
                                            std::string* error_param = nullptr);
-
-// Builds response JSON. `token_text` maps a token id to its text (for logprobs).
-class OpenAiResponder {
- public:
-  OpenAiResponder(const OpenAiCall& call, std::string id, int64_t created,
-                  std::function<std::string(int32_t)> token_text);
-
-  // Streaming: the `data: ...\n\n` SSE events for a delta (empty when there is nothing to send).
-  std::string StreamDelta(const scheduler::TokenDelta& delta);
-  // The final SSE events: the finishing chunk, the usage chunk when asked, and `data: [DONE]`.
-  std::string StreamFinish(const scheduler::Completion& completion);
-
-  // Non-streaming: accumulate deltas, then the whole response body.
-  void Accumulate(const scheduler::TokenDelta& delta);
-  std::string Body(const scheduler::Completion& completion) const;
-
- private:
-  std::string Chunk(const std::string& text, const std::vector<scheduler::TokenLogprob>& lps,
-                    const char* finish_reason) const;
-  std::string LogprobsJson(const std::vector<scheduler::TokenLogprob>& lps,
-                           int64_t text_offset) const;
-  std::string UsageJson(const scheduler::Usage& usage) const;
-
-  const OpenAiCall& call_;
-  const std::string id_;
-  const int64_t created_;
-  std::function<std::string(int32_t)> token_text_;
-  bool sent_role_ = false;
-  std::string text_;
-  std::vector<scheduler::TokenLogprob> logprobs_;
-};
 
 }  // namespace tessera::server

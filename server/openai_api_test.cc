@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "server/openai_responder.h"
 
 namespace tessera::server {
 namespace {
@@ -76,8 +77,10 @@ TEST(OpenAiApiTest, RejectsBadRequestsWithPreciseMessages) {
        absl::StatusCode::kInvalidArgument, "'temperature' is 3", "temperature"},
       {R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":0})",
        absl::StatusCode::kInvalidArgument, "'max_tokens' is 0", "max_tokens"},
-      {R"({"messages":[{"role":"user","content":"hi"}],"n":2})", absl::StatusCode::kInvalidArgument,
-       "only n=1", "n"},
+      {R"({"messages":[{"role":"user","content":"hi"}],"n":0})", absl::StatusCode::kInvalidArgument,
+       "'n' is 0", "n"},
+      {R"({"messages":[{"role":"user","content":"hi"}],"n":2,"best_of":3})",
+       absl::StatusCode::kInvalidArgument, "'best_of' other than n", "best_of"},
       {R"({"model":"gpt-4","messages":[{"role":"user","content":"hi"}]})",
        absl::StatusCode::kNotFound, "'gpt-4' does not exist", "model"},
       {R"({"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,@@@"}}]}]})",

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
 #include "runtime/prompt/chat_template.h"
 
 namespace tessera::server {
@@ -68,6 +69,22 @@ absl::StatusOr<runtime::Conversation> PromptAdapter::ToConversation(
     }
     runtime::Message msg;
     msg.role = role == "model" ? "assistant" : role;
+    if (m.tool_calls_size() > 0 && role != "model") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("messages[", i, "]: tool_calls are accepted in model turns only"));
+    }
+    for (const v1::ToolCall& call : m.tool_calls()) {
+      if (call.name().empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("messages[", i, "]: a tool call without a function name"));
+      }
+      msg.tool_calls.push_back({call.name(), call.arguments(), call.id()});
+    }
+    if (!m.tool_call_id().empty() && role != "tool") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("messages[", i, "]: tool_call_id is accepted in tool turns only"));
+    }
+    msg.tool_call_id = m.tool_call_id();
     for (const v1::Part& p : m.parts()) {
       if (p.kind_case() == v1::Part::kText) {
         msg.parts.push_back(runtime::ContentPart::Text(p.text()));
@@ -114,7 +131,33 @@ absl::StatusOr<runtime::Conversation> PromptAdapter::ToConversation(
     }
     conv.messages.push_back(std::move(msg));
   }
+  if (request.tools_size() > 0) {
+    absl::StatusOr<std::string> tools = ToolsJson(request.tools());
+    if (!tools.ok()) return tools.status();
+    conv.tools_json = *std::move(tools);
+  }
   return conv;
+}
+
+absl::StatusOr<std::string> ToolsJson(const google::protobuf::RepeatedPtrField<v1::Tool>& tools) {
+  nlohmann::json out = nlohmann::json::array();
+  for (int i = 0; i < tools.size(); ++i) {
+    const v1::Tool& t = tools[i];
+    if (t.name().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("tools[", i, "] has no name"));
+    }
+    nlohmann::json function = {{"name", t.name()}, {"description", t.description()}};
+    if (!t.parameters().empty()) {
+      nlohmann::json parameters = nlohmann::json::parse(t.parameters(), nullptr, false);
+      if (parameters.is_discarded() || !parameters.is_object()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tools[", i, "] ('", t.name(), "'): parameters must be a JSON Schema object"));
+      }
+      function["parameters"] = std::move(parameters);
+    }
+    out.push_back({{"type", "function"}, {"function", std::move(function)}});
+  }
+  return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 absl::StatusOr<BuiltPrompt> PromptAdapter::Build(const v1::GenerateRequest& request) const {

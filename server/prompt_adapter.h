@@ -27,6 +27,10 @@ struct BuiltPrompt {
 // An image as the runtime takes it (max_soft_tokens 0: the server's default budget).
 runtime::ImageInput ToImageInput(const v1::Image& image);
 runtime::VideoFrame ToVideoFrame(const v1::VideoFrame& frame);
+// The request's tools as the chat template reads them: a JSON array of OpenAI-style function
+// declarations ({type: "function", function: {name, description, parameters}}). InvalidArgument
+// naming the tool whose parameters are not a JSON object.
+absl::StatusOr<std::string> ToolsJson(const google::protobuf::RepeatedPtrField<v1::Tool>& tools);
 
 class PromptAdapter {
  public:

@@ -60,6 +60,10 @@ TEST_F(ServingE2eTest, BadRequestsGetDocumentedErrorsAndServerKeepsServing) {
   RunScript("bad_requests_test.js");
 }
 
+TEST_F(ServingE2eTest, AgentsToolCallsStructuredOutputsReasoningAndChoices) {
+  RunScript("agents_test.js");
+}
+
 TEST_F(ServingE2eTest, DisconnectedClientsLeaveNoRunningRequestOrBlock) {
   RunScript("cancel_test.js");
 }

@@ -44,6 +44,8 @@ void Append(OutputEvent::Type type, std::string_view text, size_t first_new,
   events->push_back(std::move(e));
 }
 
+absl::string_view Av(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
 }  // namespace
 
 Gemma4OutputParser::Gemma4OutputParser(OutputParserOptions options) : options_(options) {}
@@ -95,13 +97,20 @@ bool Gemma4OutputParser::ProcessText(std::vector<OutputEvent>* events) {
     EmitContent(std::string_view(pending_).substr(0, lt), events);
     pending_.erase(0, lt);
   }
-  std::vector<std::string_view> markers = {kChannelBegin};
+  std::vector<std::string_view> markers = {kChannelBegin, kChannelEnd};
   if (options_.tool_calls) {
     markers.push_back(kToolCallBegin);
+    markers.push_back(kToolCallEnd);
     markers.push_back(kToolResponseBegin);
   }
   for (std::string_view m : markers) {
     if (!StartsWith(pending_, m)) continue;
+    if (m == kChannelEnd || m == kToolCallEnd) {
+      // A closing marker with nothing open: a control token, not text.
+      output_.problems.push_back(absl::StrCat("a stray ", Av(m), " was dropped"));
+      pending_.erase(0, m.size());
+      return true;
+    }
     BeginMarkup();
     pending_.erase(0, m.size());
     if (m == kChannelBegin) {

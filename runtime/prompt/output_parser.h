@@ -20,6 +20,8 @@
 //   rather than a call that is not one. A call is therefore emitted only once it is closed and its
 //   arguments convert, as one event (name and complete arguments); the server streams it as
 //   OpenAI does (the name, then the arguments).
+// - never a closing marker with nothing open (<channel|>, and <tool_call|> when calls are parsed):
+//   it is dropped, and `problems` says so.
 // A thought channel still open at the end stays reasoning (`reasoning_unterminated`): the answer
 // was cut off while thinking (typically by max_tokens).
 //

@@ -232,7 +232,7 @@ TEST(OutputParserTest, WithoutToolParsingMarkupIsContent) {
 
 TEST(OutputParserTest, PlainTextPassesThroughExactly) {
   for (const std::string text :
-       {"a < b and c <| d <|tool e <|channel <tool_call|> f", "Hello, world!\n", "  \n ",
+       {"a < b and c <| d <|tool e <|channel <tool_call f", "Hello, world!\n", "  \n ",
         "x <|\"|> y", "ends with a marker prefix <|tool_c", "<", "<<|channel", "日本語 😀 <|"}) {
     SCOPED_TRACE(text);
     const Collected c = RunEverySplit(text);
@@ -241,6 +241,16 @@ TEST(OutputParserTest, PlainTextPassesThroughExactly) {
     EXPECT_TRUE(c.calls.empty());
     EXPECT_TRUE(c.output.problems.empty());
   }
+}
+
+TEST(OutputParserTest, StrayClosingMarkersAreDroppedAndReported) {
+  const Collected c = RunEverySplit("Yes<channel|> and <tool_call|>no");
+  EXPECT_EQ(c.content, "Yes and no");  // Dropped as if never written.
+  EXPECT_EQ(c.output.problems.size(), 2u);
+  OutputParserOptions options;
+  options.tool_calls = false;
+  const Collected plain = RunEverySplit("a<tool_call|>b<channel|>", options);
+  EXPECT_EQ(plain.content, "a<tool_call|>b");
 }
 
 TEST(OutputParserTest, ContentStreamsBeforeTheOutputEnds) {

@@ -35,7 +35,10 @@ const httpCases = [
   ['too many tokens asked', JSON.stringify({ ...user('hi'), max_tokens: 10000000 }), auth, 400,
    "'max_tokens' is 10000000"],
   ['prompt too long', JSON.stringify(user(hugePrompt)), auth, 400, 'tokens'],
-  ['n > 1', JSON.stringify({ ...user('hi'), n: 3 }), auth, 400, 'only n=1'],
+  ['n over --max_choices', JSON.stringify({ ...user('hi'), n: 100 }), auth, 400, '--max_choices'],
+  ['unsupported schema keyword', JSON.stringify({ ...user('hi'), response_format: {
+    type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', not: {} } } } }), auth,
+   400, "'not'"],
   ['unknown model', JSON.stringify({ ...user('hi'), model: 'gpt-9' }), auth, 404, "'gpt-9'"],
   ['no API key', JSON.stringify(user('hi')), {}, 401, 'missing API key'],
   ['wrong API key', JSON.stringify(user('hi')), { Authorization: 'Bearer nope' }, 401,
