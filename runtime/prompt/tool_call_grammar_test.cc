@@ -54,16 +54,34 @@ const char kTools[] = R"([
   {"type": "function", "function": {"name": "ping"}}
 ])";
 
-std::shared_ptr<const Vocabulary> Gemma4Vocabulary() {
-  static std::shared_ptr<const Vocabulary>* vocab = [] {
+// Gemma 4's tokenizer, where the tool markers (<|tool_call>, <tool_call|>, <|"|>) are special tokens.
+const Tokenizer& Gemma4Tokenizer() {
+  static const Tokenizer* tokenizer = [] {
     auto tok =
         Tokenizer::FromFile(testing::RunfilePath("third_party/tokenizer/gemma4/tokenizer.json"));
     EXPECT_TRUE(tok.ok()) << tok.status();
-    auto v = Vocabulary::FromTokenizer(**tok);
+    return tok->release();
+  }();
+  return *tokenizer;
+}
+
+std::shared_ptr<const Vocabulary> Gemma4Vocabulary() {
+  static std::shared_ptr<const Vocabulary>* vocab = [] {
+    auto v = Vocabulary::FromTokenizer(Gemma4Tokenizer());
     EXPECT_TRUE(v.ok()) << v.status();
     return new std::shared_ptr<const Vocabulary>(*v);
   }();
   return *vocab;
+}
+
+// Whether `grammar` accepts `text` as Gemma 4's tokenizer encodes it (markers become their special
+// tokens, as in a model's output), ending where a stop token may follow.
+bool MatchesEncoded(std::shared_ptr<const CompiledGrammar> grammar, const std::string& text) {
+  GrammarMatcher matcher(grammar, {1});
+  for (int32_t id : Gemma4Tokenizer().Encode(text)) {
+    if (!matcher.AcceptToken(id).ok()) return false;
+  }
+  return matcher.IsAccepting();
 }
 
 std::shared_ptr<const CompiledGrammar> Compile(const Json& tools, ToolCallGrammarOptions options,
@@ -119,7 +137,7 @@ TEST(ToolCallGrammarTest, AcceptsExactlyTheTemplateRenderingOfValidCalls) {
   };
   for (const Json& calls : valid) {
     const std::string text = TemplateCalls(calls);
-    EXPECT_TRUE(structured::testing::Matches(*grammar, text)) << text;
+    EXPECT_TRUE(MatchesEncoded(grammar, text)) << text;
   }
   const Json invalid[] = {
       Json::array({Call("get_weather", Json::object())}),                          // required
@@ -152,16 +170,16 @@ TEST(ToolCallGrammarTest, AcceptsExactlyTheTemplateRenderingOfValidCalls) {
   };
   for (const Json& calls : invalid) {
     const std::string text = TemplateCalls(calls);
-    EXPECT_FALSE(structured::testing::Matches(*grammar, text)) << text;
+    EXPECT_FALSE(MatchesEncoded(grammar, text)) << text;
   }
   // Not a call at all, or text around it.
-  EXPECT_FALSE(structured::testing::Matches(*grammar, ""));
-  EXPECT_FALSE(structured::testing::Matches(*grammar, "Sure! <|tool_call>call:ping{}<tool_call|>"));
+  EXPECT_FALSE(MatchesEncoded(grammar, ""));
+  EXPECT_FALSE(MatchesEncoded(grammar, "Sure! <|tool_call>call:ping{}<tool_call|>"));
   // A string may not contain the quote marker; keys in dictsort order only.
-  EXPECT_FALSE(structured::testing::Matches(
-      *grammar, "<|tool_call>call:get_weather{city:<|\"|>a<|\"|>b<|\"|>}<tool_call|>"));
-  EXPECT_FALSE(structured::testing::Matches(
-      *grammar,
+  EXPECT_FALSE(MatchesEncoded(
+      grammar, "<|tool_call>call:get_weather{city:<|\"|>a<|\"|>b<|\"|>}<tool_call|>"));
+  EXPECT_FALSE(MatchesEncoded(
+      grammar,
       "<|tool_call>call:get_weather{unit:<|\"|>celsius<|\"|>,city:<|\"|>x<|\"|>}<tool_call|>"));
 }
 
@@ -171,11 +189,11 @@ TEST(ToolCallGrammarTest, NamedFunctionAndSingleCall) {
   options.function = "ping";
   options.parallel_tool_calls = false;
   auto grammar = Compile(tools, options, Gemma4Vocabulary());
-  EXPECT_TRUE(structured::testing::Matches(*grammar, "<|tool_call>call:ping{}<tool_call|>"));
-  EXPECT_FALSE(structured::testing::Matches(
-      *grammar, "<|tool_call>call:ping{}<tool_call|><|tool_call>call:ping{}<tool_call|>"));
-  EXPECT_FALSE(structured::testing::Matches(
-      *grammar, "<|tool_call>call:get_weather{city:<|\"|>x<|\"|>}<tool_call|>"));
+  EXPECT_TRUE(MatchesEncoded(grammar, "<|tool_call>call:ping{}<tool_call|>"));
+  EXPECT_FALSE(MatchesEncoded(
+      grammar, "<|tool_call>call:ping{}<tool_call|><|tool_call>call:ping{}<tool_call|>"));
+  EXPECT_FALSE(MatchesEncoded(
+      grammar, "<|tool_call>call:get_weather{city:<|\"|>x<|\"|>}<tool_call|>"));
   options.function = "nope";
   absl::StatusOr<structured::Grammar> g = BuildToolCallGrammar(tools, options, *Gemma4Vocabulary());
   ASSERT_FALSE(g.ok());
@@ -310,7 +328,11 @@ TEST(ToolCallGrammarTest, RandomTokensUnderTheMaskAlwaysMakeValidCalls) {
       int32_t token = token_or_stop;
       if (matcher.IsAccepting() && rng() % 2 == 0) token = stops[rng() % 2];
       ASSERT_TRUE(matcher.AcceptToken(token).ok()) << token;
-      if (!matcher.IsTerminated()) text += vocab->TokenBytes(token);
+      // A special token (a marker) reads as its text, as the server's decoder keeps it.
+      if (!matcher.IsTerminated()) {
+        text += vocab->IsExcluded(token) ? Gemma4Tokenizer().TokenText(token)
+                                         : vocab->TokenBytes(token);
+      }
     }
     if (!matcher.IsTerminated()) continue;  // An integer that kept growing; rare.
     ++finished;
