@@ -154,7 +154,7 @@ class EngineBackend : public Backend {
         TESSERA_LOG(INFO) << "CUDA runner: " << (*runner)->Describe();
         runner_ = *std::move(runner);
       } else if (options_.device == "auto" &&
-                 runner.status().code() == absl::StatusCode::kInvalidArgument) {
+                 !runtime::CudaModelSupported(config).ok()) {
         // A model the CUDA kernels do not cover (e.g. an attention shape outside their closed
         // list): --device=auto serves it on the CPU, saying why.
         TESSERA_LOG(WARNING) << "--device=auto: serving on the CPU because the CUDA runner cannot "

@@ -5,8 +5,9 @@
 // (and any logits rows the plan asks for) come back to the host, once per step.
 //
 // Decode-only steps of up to `max_graph_batch` sequences run as CUDA graphs captured per padded
-// batch size (graph_batch_sizes), so a step costs one graph launch plus the small per-step uploads.
-// Other steps (prefill chunks, media, logits rows) run eagerly on the same stream.
+// batch size (step_planner.h, graph_cache.h), so a step costs one graph launch plus the small
+// per-step uploads. Other steps (prefill chunks, media, logits rows) run eagerly on the same
+// stream. The parts: step_planner.h (host planning), graph_cache.h, cuda_weights.h (weights).
 //
 // Execute is not thread-safe: one step at a time, from one thread (the engine's step loop).
 //
@@ -16,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -58,13 +60,14 @@ struct CudaRunnerOptions {
   int32_t max_graph_batch = 128;
 };
 
-// A Gemma 4 model with random bf16 weights made directly in GPU memory (no file, no host copy):
-// for benchmarks of real shapes (e.g. 12B) on cards where no checkpoint is at hand. Values are
-// N(0, 1)/sqrt(fan_in) matrices, norms near 1, layer scalars 1, from `seed`.
-struct RandomModelSpec {
-  ModelConfig config;
-  uint64_t seed = 1;
-};
+namespace cuda {
+struct DeviceWeights;  // cuda_weights.h
+}  // namespace cuda
+
+// Makes the runner's weights on the current device (named for errors): from a checkpoint
+// (cuda_weights.h) or random for benchmarks (random_weights.h). Called once the device is set.
+using DeviceWeightsSource =
+    std::function<absl::StatusOr<std::unique_ptr<cuda::DeviceWeights>>(const std::string&)>;
 
 class CudaModelRunner : public ModelRunner {
  public:
@@ -89,9 +92,10 @@ class CudaModelRunner : public ModelRunner {
 
  private:
   friend absl::StatusOr<std::unique_ptr<CudaModelRunner>> CreateCudaModelRunner(
+      const ModelConfig& config, const DeviceWeightsSource& weights,
+      const CudaRunnerOptions& options);
+  friend absl::StatusOr<std::unique_ptr<CudaModelRunner>> CreateCudaModelRunner(
       std::shared_ptr<const LoadedModel> model, const CudaRunnerOptions& options);
-  friend absl::StatusOr<std::unique_ptr<CudaModelRunner>> CreateRandomCudaModelRunner(
-      const RandomModelSpec& spec, const CudaRunnerOptions& options);
   explicit CudaModelRunner(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
@@ -103,8 +107,15 @@ class CudaModelRunner : public ModelRunner {
 absl::StatusOr<std::unique_ptr<CudaModelRunner>> CreateCudaModelRunner(
     std::shared_ptr<const LoadedModel> model, const CudaRunnerOptions& options = {});
 
-absl::StatusOr<std::unique_ptr<CudaModelRunner>> CreateRandomCudaModelRunner(
-    const RandomModelSpec& spec, const CudaRunnerOptions& options = {});
+// The same over weights made by `weights` (random_weights.h: CreateRandomCudaModelRunner).
+absl::StatusOr<std::unique_ptr<CudaModelRunner>> CreateCudaModelRunner(
+    const ModelConfig& config, const DeviceWeightsSource& weights,
+    const CudaRunnerOptions& options);
+
+// Whether the CUDA kernels cover `config` (attention shapes of attention_shapes.h, the
+// activation, one KV shape per layer group): InvalidArgument naming the first layer or field they
+// do not. CreateCudaModelRunner checks it first; --device=auto serves such a model on the CPU.
+absl::Status CudaModelSupported(const ModelConfig& config);
 
 // Whether a usable GPU is visible (for --device=auto). Never fails: false without a driver.
 bool CudaDeviceAvailable();

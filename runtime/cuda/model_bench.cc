@@ -1,5 +1,5 @@
 // End-to-end benchmark of the CUDA runner on a Gemma 4 12B-shaped model with random weights made
-// directly in GPU memory (CreateRandomCudaModelRunner), next to the limits measured in the same
+// directly in GPU memory (random_weights.h), next to the limits measured in the same
 // run: device-to-device copy bandwidth and the cuBLASLt bf16 GEMM rate. Reports decode tokens/s at
 // batch 1..128 with ~1k-token contexts, a 2048-token prefill, how many 8k-token sequences fit in
 // the KV pools, and the image (280 patches) and audio (750 frames) steps. Everything goes through
@@ -37,6 +37,7 @@
 #include "runtime/cuda/device_memory.h"
 #include "runtime/cuda/gemm.h"
 #include "runtime/cuda/random_fill.h"
+#include "runtime/cuda/random_weights.h"
 #include "runtime/model/model_config.h"
 #include "runtime/model_runner.h"
 
