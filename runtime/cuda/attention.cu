@@ -38,6 +38,10 @@ absl::Status Dispatch(const AttentionParams& p, cudaStream_t stream) {
     return RunPagedAttention < 16, 2, kDecode ? 1 : PrefillRows<2>() > (p, stream);
   if (d == 32 && g == 4)
     return RunPagedAttention < 32, 4, kDecode ? 1 : PrefillRows<4>() > (p, stream);
+  if (d == 64 && g == 2)
+    return RunPagedAttention < 64, 2, kDecode ? 1 : PrefillRows<2>() > (p, stream);
+  if (d == 128 && g == 4)
+    return RunPagedAttention < 128, 4, kDecode ? 1 : PrefillRows<4>() > (p, stream);
   return absl::InternalError(absl::StrCat("paged attention: shape head_dim=", d, " with ", g,
                                           " query heads per KV head is listed in "
                                           "attention_shapes.cc but not dispatched"));

@@ -10,7 +10,7 @@ struct Shape {
   int32_t group;
 };
 // THE list (attention.cu's dispatch instantiates exactly these).
-constexpr Shape kAttentionShapes[] = {{256, 2}, {512, 16}, {16, 2}, {32, 4}};
+constexpr Shape kAttentionShapes[] = {{256, 2}, {512, 16}, {16, 2}, {32, 4}, {64, 2}, {128, 4}};
 
 }  // namespace
 
@@ -22,7 +22,8 @@ bool AttentionShapeSupported(int32_t head_dim, int32_t group) {
 }
 
 std::string SupportedAttentionShapes() {
-  return "256/2 and 512/16 (Gemma 4 12B), 16/2 and 32/4 (gemma4-tiny)";
+  return "256/2 and 512/16 (Gemma 4 12B), 16/2 and 32/4 (gemma4-tiny), 64/2 and 128/4 "
+         "(gemma4-quant-s)";
 }
 
 int64_t AttentionWorkspaceFloats(int32_t total_rows, int32_t num_q_heads, int32_t head_dim,

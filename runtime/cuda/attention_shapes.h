@@ -7,6 +7,8 @@
 //   head_dim 512, 16 query heads per KV head  (Gemma 4 12B global layers: 16 q / 1 kv head)
 //   head_dim 16,  2 query heads per KV head   (gemma4-tiny fixture, sliding layers)
 //   head_dim 32,  4 query heads per KV head   (gemma4-tiny fixture, global layer)
+//   head_dim 64,  2 query heads per KV head   (gemma4-quant-s GGUF fixture, sliding layers)
+//   head_dim 128, 4 query heads per KV head   (gemma4-quant-s GGUF fixture, global layer)
 //
 // Adding a shape: add it to kAttentionShapes (attention_shapes.cc), to the dispatch in
 // attention.cu, and instantiate it in an attention_instances_*.cu file.
@@ -20,8 +22,7 @@ namespace tessera::runtime::cuda {
 // Whether the kernels cover `head_dim` with `group` query heads per KV head.
 bool AttentionShapeSupported(int32_t head_dim, int32_t group);
 
-// The supported list for error messages: "256/2 and 512/16 (Gemma 4 12B), 16/2 and 32/4
-// (gemma4-tiny)" (head_dim/group).
+// The supported list for error messages (head_dim/group).
 std::string SupportedAttentionShapes();
 
 // Floats of workspace a split attention call needs (0 when num_splits == 1).

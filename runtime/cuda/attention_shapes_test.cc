@@ -12,6 +12,9 @@ TEST(AttentionShapesTest, TheListedShapesAndNoOthers) {
   EXPECT_TRUE(AttentionShapeSupported(512, 16));
   EXPECT_TRUE(AttentionShapeSupported(16, 2));
   EXPECT_TRUE(AttentionShapeSupported(32, 4));
+  // gemma4-quant-s (testdata/gguf): 4 q / 2 kv heads of 64, global 4 q / 1 kv head of 128.
+  EXPECT_TRUE(AttentionShapeSupported(64, 2));
+  EXPECT_TRUE(AttentionShapeSupported(128, 4));
   EXPECT_FALSE(AttentionShapeSupported(256, 1));
   EXPECT_FALSE(AttentionShapeSupported(128, 2));
   EXPECT_FALSE(AttentionShapeSupported(512, 8));

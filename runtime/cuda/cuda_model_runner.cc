@@ -36,9 +36,12 @@
 #include "runtime/cuda/gemm.h"
 #include "runtime/cuda/graph_cache.h"
 #include "runtime/cuda/media.h"
+#include "runtime/cuda/memory_plan.h"
 #include "runtime/cuda/norm.h"
 #include "runtime/cuda/paged_kv.h"
 #include "runtime/cuda/pointwise.h"
+#include "runtime/cuda/projection.h"
+#include "runtime/cuda/quant.h"
 #include "runtime/cuda/rope_kv.h"
 #include "runtime/cuda/sampling.h"
 #include "runtime/cuda/step_planner.h"
@@ -54,14 +57,8 @@ using cu::DeviceBuffer;
 
 namespace {
 
-// Rows of logits computed per GEMM when a plan asks for many logits rows (prompt logprobs, tests).
-constexpr int32_t kLogitsChunkRows = 64;
-
-// Penalty entries (distinct context tokens of sampled rows) the device buffer holds per step; a
-// step with more samples its rows on the CPU from downloaded logits.
-constexpr int64_t kMaxPenaltyEntries = int64_t{1} << 20;
-
-int64_t RoundUp(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+using cu::kLogitsChunkRows;
+using cu::kMaxPenaltyEntries;
 
 // A host-side array that lives at an offset of the step's pinned staging buffer and of the
 // matching device buffer.
@@ -129,9 +126,11 @@ class CudaModelRunner::Impl {
   // Runtime.
   std::unique_ptr<cu::Stream> stream_;
   std::unique_ptr<cu::GemmRunner> gemm_;
-  int64_t max_qd_ = 0, max_qkv_ = 0, max_table_ = 0;
+  int64_t max_table_ = 0;
   DeviceBuffer h_, x_, qkv_, attn_, o_, gu_, act_, gathered_, logits_, attn_ws_, sample_ws_;
   DeviceBuffer meta_dev_, penalties_dev_, out_dev_;
+  DeviceBuffer dequant_scratch_, q8_1_scratch_;  // Quantized weights only.
+  std::unique_ptr<cu::Projector> projector_;
   cu::PinnedBuffer meta_host_, penalties_host_, out_host_;
   Mirror<int32_t> ids_, positions_, row_start_, start_pos_, bidi_begin_, bidi_end_;
   Mirror<int32_t> gather_;  // Step rows whose logits are computed, for the gather.
@@ -163,9 +162,9 @@ class CudaModelRunner::Impl {
   void ReadGpuSamples(const BatchPlan& plan, const cu::StepShape& shape, StepOutput* out);
   // The logits rows the host needs (shape.host_rows), in chunks; then the CPU-sampled rows.
   absl::Status FetchHostLogits(const BatchPlan& plan, const cu::StepShape& shape, StepOutput* out);
-  // out[m, n] = x[m, k] w[n, k]^T on the step's stream (gemm.h).
-  absl::Status Gemm(const Bf16* x, int64_t ldx, const Bf16* w, int64_t ldw, void* out, int64_t ldo,
-                    int64_t m, int64_t n, int64_t k, bool out_fp32 = false);
+  // out[m, w.rows] = x[m, w.cols] w^T on the step's stream (projection.h).
+  absl::Status Project(const Bf16* x, int64_t ldx, const cu::DeviceMatrix& w, void* out,
+                       int64_t ldo, int64_t m, bool out_fp32 = false);
   absl::Status EnqueueLogits(const std::vector<int32_t>& rows, int32_t count);
   cu::PagedKvView View(int32_t layer) const;
 };
@@ -233,33 +232,18 @@ absl::Status CudaModelRunner::Impl::Init(const ModelConfig& config,
   TESSERA_ASSIGN_OR_RETURN(stream_, cu::Stream::Create());
   TESSERA_ASSIGN_OR_RETURN(gemm_, cu::CreateGemmRunner());
 
+  spec_ = cu::KvGroups(config, options.block_size);
   layer_group_.assign(tc.num_layers, -1);
   layer_in_group_.assign(tc.num_layers, -1);
-  for (LayerType type : {LayerType::kSliding, LayerType::kGlobal}) {
-    const int32_t first = config.first_layer_of(type);
-    if (first < 0) continue;
-    KvGroupSpec g;
-    g.name = type == LayerType::kSliding ? "sliding" : "global";
-    g.num_layers = config.num_layers_of(type);
-    g.num_kv_heads = tc.layers[first].num_kv_heads;
-    g.head_dim = tc.layers[first].head_dim;
-    g.window = type == LayerType::kSliding ? tc.sliding_window : 0;
-    g.block_size = options.block_size;
-    g.bytes_per_block = int64_t{2} * g.num_layers * 2 * g.num_kv_heads * g.block_size * g.head_dim;
-    const int32_t gid = static_cast<int32_t>(spec_.groups.size());
+  for (size_t g = 0; g < spec_.groups.size(); ++g) {
+    const LayerType type =
+        spec_.groups[g].name == "sliding" ? LayerType::kSliding : LayerType::kGlobal;
     int32_t in_group = 0;
     for (int32_t l = 0; l < tc.num_layers; ++l) {
       if (tc.layers[l].type != type) continue;
-      layer_group_[l] = gid;
+      layer_group_[l] = static_cast<int32_t>(g);
       layer_in_group_[l] = in_group++;
     }
-    spec_.groups.push_back(g);
-  }
-  for (const LayerConfig& lc : tc.layers) {
-    max_qd_ = std::max<int64_t>(max_qd_, int64_t{tc.num_heads} * lc.head_dim);
-    max_qkv_ = std::max<int64_t>(max_qkv_,
-                                 int64_t{tc.num_heads} * lc.head_dim +
-                                     int64_t{lc.num_kv_heads} * lc.head_dim * (lc.k_eq_v ? 1 : 2));
   }
   max_table_ = (options.max_seq_len + options.block_size - 1) / options.block_size;
   return absl::OkStatus();
@@ -268,87 +252,78 @@ absl::Status CudaModelRunner::Impl::Init(const ModelConfig& config,
 absl::Status CudaModelRunner::Impl::AllocateRuntime() {
   const TextConfig& tc = config_.text;
   const int64_t T = options_.max_step_tokens, S = options_.max_step_seqs;
-  const int64_t H = tc.hidden_size, I = tc.intermediate_size, V = tc.vocab_size;
   const int64_t R = std::max<int64_t>(S, kLogitsChunkRows);
-  auto alloc = [&](DeviceBuffer* b, int64_t bytes) -> absl::Status {
-    auto buf = DeviceBuffer::Allocate(bytes);
-    if (!buf.ok()) {
+  const int64_t G = static_cast<int64_t>(spec_.groups.size());
+  const int64_t widest_quantized = cu::WidestQuantizedCols(*w_);
+  // The sizes memory_plan.h plans (the --dry_run numbers are these).
+  const cu::StepBufferBytes b = cu::PlanStepBuffers(
+      config_, options_, static_cast<int32_t>(G), num_sms_,
+      static_cast<int64_t>(cu::SampleWorkspaceBytes(static_cast<int32_t>(S), tc.vocab_size)),
+      widest_quantized);
+  max_table_ = b.max_table;
+  attn_ws_floats_ = b.attention_workspace_floats;
+  auto alloc = [&](DeviceBuffer* buf, int64_t bytes) -> absl::Status {
+    auto a = DeviceBuffer::Allocate(bytes);
+    if (!a.ok()) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "CUDA runner: step buffers of ", bytes, " bytes do not fit beside the weights (",
           w_->bytes,
-          " bytes); lower --max_num_batched_tokens or --max_num_seqs: ", buf.status().message()));
+          " bytes); lower --max_num_batched_tokens or --max_num_seqs: ", a.status().message()));
     }
-    *b = std::move(*buf);
+    *buf = std::move(*a);
     return absl::OkStatus();
   };
-  TESSERA_RETURN_IF_ERROR(alloc(&h_, T * H * 2));
-  TESSERA_RETURN_IF_ERROR(alloc(&x_, T * H * 2));
-  TESSERA_RETURN_IF_ERROR(alloc(&qkv_, T * max_qkv_ * 2));
-  TESSERA_RETURN_IF_ERROR(alloc(&attn_, T * max_qd_ * 2));
-  TESSERA_RETURN_IF_ERROR(alloc(&o_, T * H * 2));
-  TESSERA_RETURN_IF_ERROR(alloc(&gu_, T * 2 * I * 2));
-  TESSERA_RETURN_IF_ERROR(alloc(&act_, T * I * 2));
-  TESSERA_RETURN_IF_ERROR(alloc(&gathered_, R * H * 2));
-  TESSERA_RETURN_IF_ERROR(alloc(&logits_, R * V * 4));
-  // Decode splits: ChooseDecodeSplits keeps splits * seqs * kv_heads near 2 * SMs, so the
-  // workspace is bounded by (2 * SMs + seqs) rows of every query head.
-  int64_t max_hd = 0;
-  for (const LayerConfig& lc : tc.layers) max_hd = std::max<int64_t>(max_hd, lc.head_dim);
-  attn_ws_floats_ = (2 * num_sms_ + S + 1) * tc.num_heads * (max_hd + 2);
-  TESSERA_RETURN_IF_ERROR(alloc(&attn_ws_, attn_ws_floats_ * 4));
-  TESSERA_RETURN_IF_ERROR(
-      alloc(&sample_ws_, std::max<size_t>(16, cu::SampleWorkspaceBytes(S, tc.vocab_size))));
-
-  // Step metadata: one device buffer and one pinned mirror, carved into arrays.
-  const int64_t G = static_cast<int64_t>(spec_.groups.size());
-  int64_t bytes = 0;
-  auto carve = [&](int64_t count, size_t elem) {
-    const int64_t at = bytes;
-    bytes = RoundUp(bytes + count * static_cast<int64_t>(elem), 256);
-    return at;
-  };
-  const int64_t o_ids = carve(T, 4), o_pos = carve(T, 4), o_rs = carve(S + 1, 4),
-                o_sp = carve(S, 4), o_bb = carve(T, 4), o_be = carve(T, 4),
-                o_srp = carve(S, sizeof(cu::SampleRowParams)), o_ga = carve(R, 4);
-  std::vector<int64_t> o_slots, o_tables;
-  for (int64_t g = 0; g < G; ++g) {
-    o_slots.push_back(carve(T, 8));
-    o_tables.push_back(carve(S * max_table_, 4));
+  for (auto [buf, bytes] :
+       std::vector<std::pair<DeviceBuffer*, int64_t>>{{&h_, b.h},
+                                                      {&x_, b.x},
+                                                      {&qkv_, b.qkv},
+                                                      {&attn_, b.attn},
+                                                      {&o_, b.o},
+                                                      {&gu_, b.gu},
+                                                      {&act_, b.act},
+                                                      {&gathered_, b.gathered},
+                                                      {&logits_, b.logits},
+                                                      {&attn_ws_, b.attention_workspace},
+                                                      {&sample_ws_, b.sampler_workspace},
+                                                      {&meta_dev_, b.meta.bytes},
+                                                      {&penalties_dev_, b.penalties},
+                                                      {&out_dev_, b.out}}) {
+    TESSERA_RETURN_IF_ERROR(alloc(buf, bytes));
   }
-  TESSERA_RETURN_IF_ERROR(alloc(&meta_dev_, bytes));
-  auto pinned = cu::PinnedBuffer::Allocate(bytes);
-  if (!pinned.ok()) return pinned.status();
-  meta_host_ = std::move(*pinned);
+  if (widest_quantized > 0) {
+    TESSERA_RETURN_IF_ERROR(alloc(&dequant_scratch_, b.dequant_scratch));
+    TESSERA_RETURN_IF_ERROR(alloc(&q8_1_scratch_, b.q8_1_scratch));
+  }
+  projector_ = std::make_unique<cu::Projector>(
+      gemm_.get(), dequant_scratch_.as<Bf16>(), static_cast<int64_t>(dequant_scratch_.size()),
+      q8_1_scratch_.as<cu::Q8_1Block>(), cu::kMaxQuantGemvRows, widest_quantized);
+
+  // Step metadata: the device buffer and its pinned mirror, carved into arrays.
+  TESSERA_ASSIGN_OR_RETURN(meta_host_, cu::PinnedBuffer::Allocate(b.meta.bytes));
   auto mirror = [&](auto* m, int64_t offset, int64_t capacity) {
     using T0 = std::remove_pointer_t<decltype(m->host)>;
     m->host = reinterpret_cast<T0*>(meta_host_.as<char>() + offset);
     m->device = reinterpret_cast<T0*>(meta_dev_.as<char>() + offset);
     m->capacity = capacity;
   };
-  mirror(&ids_, o_ids, T);
-  mirror(&positions_, o_pos, T);
-  mirror(&row_start_, o_rs, S + 1);
-  mirror(&start_pos_, o_sp, S);
-  mirror(&bidi_begin_, o_bb, T);
-  mirror(&bidi_end_, o_be, T);
-  mirror(&sample_rows_, o_srp, S);
-  mirror(&gather_, o_ga, R);
+  mirror(&ids_, b.meta.ids, T);
+  mirror(&positions_, b.meta.positions, T);
+  mirror(&row_start_, b.meta.row_start, S + 1);
+  mirror(&start_pos_, b.meta.start_pos, S);
+  mirror(&bidi_begin_, b.meta.bidi_begin, T);
+  mirror(&bidi_end_, b.meta.bidi_end, T);
+  mirror(&sample_rows_, b.meta.sample_rows, S);
+  mirror(&gather_, b.meta.gather, R);
   slots_.resize(G);
   tables_.resize(G);
   for (int64_t g = 0; g < G; ++g) {
-    mirror(&slots_[g], o_slots[g], T);
-    mirror(&tables_[g], o_tables[g], S * max_table_);
+    mirror(&slots_[g], b.meta.slots[g], T);
+    mirror(&tables_[g], b.meta.tables[g], S * max_table_);
   }
-  TESSERA_RETURN_IF_ERROR(alloc(&penalties_dev_, kMaxPenaltyEntries * sizeof(cu::PenaltyEntry)));
-  auto pp = cu::PinnedBuffer::Allocate(kMaxPenaltyEntries * sizeof(cu::PenaltyEntry));
-  if (!pp.ok()) return pp.status();
-  penalties_host_ = std::move(*pp);
-  TESSERA_RETURN_IF_ERROR(alloc(&out_dev_, S * 8));
+  TESSERA_ASSIGN_OR_RETURN(penalties_host_, cu::PinnedBuffer::Allocate(b.penalties));
   out_tokens_dev_ = out_dev_.as<int32_t>();
   out_logprobs_dev_ = reinterpret_cast<float*>(out_dev_.as<int32_t>() + S);
-  auto op = cu::PinnedBuffer::Allocate(S * 8);
-  if (!op.ok()) return op.status();
-  out_host_ = std::move(*op);
+  TESSERA_ASSIGN_OR_RETURN(out_host_, cu::PinnedBuffer::Allocate(b.out));
 
   // KV pools last: the fraction applies to what is free now.
   int64_t budget = options_.kv_memory_bytes;
@@ -357,51 +332,15 @@ absl::Status CudaModelRunner::Impl::AllocateRuntime() {
     TESSERA_RETURN_IF_ERROR(cu::MemoryInfo(&free_b, &total_b));
     budget = static_cast<int64_t>(static_cast<double>(free_b) * options_.gpu_memory_fraction);
   }
-  // Split the budget so both groups run out together for sequences of kv_balance_seq_len tokens:
-  // a sliding-window group needs only the blocks its window spans, a global one every block.
-  const int64_t balance_len =
-      std::max<int64_t>(1, std::min<int64_t>(options_.kv_balance_seq_len, options_.max_seq_len));
-  // A group whose count is explicit takes its bytes off the budget first.
-  auto explicit_count = [&](const KvGroupSpec& gs) -> int64_t {
-    return gs.name == "sliding" ? options_.num_blocks_sliding : options_.num_blocks_global;
-  };
-  int64_t weight_sum = 0;
-  std::vector<int64_t> per_seq(G);
-  for (int64_t g = 0; g < G; ++g) {
-    const KvGroupSpec& gs = spec_.groups[g];
-    const int64_t len = gs.window > 0 ? std::min<int64_t>(gs.window, balance_len) : balance_len;
-    per_seq[g] = (len + gs.block_size - 1) / gs.block_size + (gs.window > 0 ? 1 : 0);
-    if (explicit_count(gs) > 0) {
-      budget -= (explicit_count(gs) + 1) * gs.bytes_per_block;
-    } else {
-      weight_sum += per_seq[g] * gs.bytes_per_block;
-    }
-  }
-  budget = std::max<int64_t>(budget, 0);
-  for (int64_t g = 0; g < G; ++g) {
-    KvGroupSpec& gs = spec_.groups[g];
-    int64_t n = explicit_count(gs);
-    if (n == 0) {
-      n = static_cast<int64_t>(static_cast<double>(budget) * per_seq[g] /
-                               static_cast<double>(std::max<int64_t>(1, weight_sum)));
-      n = std::max<int64_t>(n, 0);
-    }
-    // At least one full sequence of the step's largest chunk must fit.
-    const int64_t need = (options_.max_step_tokens + gs.block_size - 1) / gs.block_size + 1;
-    if (n < std::min<int64_t>(need, per_seq[g]) || n > std::numeric_limits<int32_t>::max() - 1) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("CUDA runner: the KV pool of group ", gs.name, " would have ", n,
-                       " blocks of ", gs.bytes_per_block, " bytes (budget ", budget,
-                       " bytes); raise --gpu_memory_fraction or lower --max_model_len"));
-    }
-    gs.num_blocks = static_cast<int32_t>(n);
+  TESSERA_ASSIGN_OR_RETURN(spec_, cu::SplitKvBudget(spec_, budget, options_));
+  for (const KvGroupSpec& gs : spec_.groups) {
     DeviceBuffer pool;
-    TESSERA_RETURN_IF_ERROR(alloc(&pool, (n + 1) * gs.bytes_per_block));
-    // Only the padding block must be zero (padding rows of graph steps read it); the rest is
-    // written before it is read.
-    TESSERA_RETURN_IF_ERROR(cu::MemsetAsync(pool.as<char>() + n * gs.bytes_per_block, 0,
+    TESSERA_RETURN_IF_ERROR(alloc(&pool, (int64_t{gs.num_blocks} + 1) * gs.bytes_per_block));
+    // Only the spare block (id num_blocks) must be zero (padding rows of graph steps read it);
+    // the rest is written before it is read.
+    TESSERA_RETURN_IF_ERROR(cu::MemsetAsync(pool.as<char>() + gs.num_blocks * gs.bytes_per_block, 0,
                                             gs.bytes_per_block, stream_->get()));
-    kv_bytes_ += (n + 1) * gs.bytes_per_block;
+    kv_bytes_ += (int64_t{gs.num_blocks} + 1) * gs.bytes_per_block;
     pools_.push_back(std::move(pool));
   }
 
@@ -517,7 +456,7 @@ absl::Status CudaModelRunner::Impl::EnqueueMedia(const MediaRows& m, int64_t fir
     a.dim = static_cast<int32_t>(F);
     a.eps = config_.audio.rms_norm_eps;
     TESSERA_RETURN_IF_ERROR(cu::LaunchAudioFrameNorm(a, s));
-    return Gemm(media_a_.as<Bf16>(), F, w_->a_proj.bf16(), F, out, H, m.count, H, F);
+    return Project(media_a_.as<Bf16>(), F, w_->a_proj, out, H, m.count);
   }
   const int64_t P = kPatchValues, D = config_.vision.mm_embed_dim;
   // The patches and their (x, y) positions, from the plan's host data, which outlives the step
@@ -539,7 +478,7 @@ absl::Status CudaModelRunner::Impl::EnqueueMedia(const MediaRows& m, int64_t fir
   a.eps = config_.vision.layer_norm_eps;
   TESSERA_RETURN_IF_ERROR(cu::LaunchPatchInputNorm(a, s));
   TESSERA_RETURN_IF_ERROR(
-      Gemm(media_a_.as<Bf16>(), P, w_->v_dense.bf16(), P, media_d_.as<Bf16>(), D, m.count, D, P));
+      Project(media_a_.as<Bf16>(), P, w_->v_dense, media_d_.data(), D, m.count));
   cu::PatchOutputNormParams b;
   b.dense = media_d_.as<Bf16>();
   b.dense_row_stride = D;
@@ -558,24 +497,12 @@ absl::Status CudaModelRunner::Impl::EnqueueMedia(const MediaRows& m, int64_t fir
   b.layer_norm_eps = config_.vision.layer_norm_eps;
   b.rms_eps = config_.vision.rms_norm_eps;
   TESSERA_RETURN_IF_ERROR(cu::LaunchPatchOutputNorm(b, s));
-  return Gemm(media_e_.as<Bf16>(), D, w_->v_proj.bf16(), D, out, H, m.count, H, D);
+  return Project(media_e_.as<Bf16>(), D, w_->v_proj, out, H, m.count);
 }
 
-absl::Status CudaModelRunner::Impl::Gemm(const Bf16* x, int64_t ldx, const Bf16* w, int64_t ldw,
-                                         void* out, int64_t ldo, int64_t m, int64_t n, int64_t k,
-                                         bool out_fp32) {
-  cu::GemmParams g;
-  g.x = x;
-  g.ldx = ldx;
-  g.w = w;
-  g.ldw = ldw;
-  g.out = out;
-  g.ldo = ldo;
-  g.out_fp32 = out_fp32;
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  return gemm_->Run(g, stream_->get());
+absl::Status CudaModelRunner::Impl::Project(const Bf16* x, int64_t ldx, const cu::DeviceMatrix& w,
+                                            void* out, int64_t ldo, int64_t m, bool out_fp32) {
+  return projector_->Run(x, ldx, w, out, ldo, m, out_fp32, stream_->get());
 }
 
 // Rows [0, count) of gathered_ (or of x_ when `rows` is empty: rows [0, count) of the step) ->
@@ -603,8 +530,7 @@ absl::Status CudaModelRunner::Impl::EnqueueLogits(const std::vector<int32_t>& ro
     TESSERA_RETURN_IF_ERROR(cu::LaunchEmbedTokens(e, s));
     in = gathered_.as<Bf16>();
   }
-  TESSERA_RETURN_IF_ERROR(
-      Gemm(in, H, w_->embed.bf16(), H, logits_.data(), V, count, V, H, /*out_fp32=*/true));
+  TESSERA_RETURN_IF_ERROR(Project(in, H, w_->embed, logits_.data(), V, count, /*out_fp32=*/true));
   if (tc.final_logit_softcapping > 0.0f) {
     cu::SoftcapParams sc;
     sc.logits = logits_.as<float>();
@@ -658,16 +584,31 @@ absl::Status CudaModelRunner::Impl::EnqueueForward(const cu::StepShape& shape,
   const int64_t T = shape.rows, H = tc.hidden_size;
   cudaStream_t s = stream_->get();
 
-  cu::EmbedParams e;
-  e.ids = ids_.device;
-  e.table = w_->embed.bf16();
-  e.vocab = tc.vocab_size;
-  e.hidden = static_cast<int32_t>(H);
-  e.out = h_.as<Bf16>();
-  e.out_row_stride = H;
-  e.rows = static_cast<int32_t>(T);
-  e.scale = w_->embed_scale;
-  TESSERA_RETURN_IF_ERROR(cu::LaunchEmbedTokens(e, s));
+  if (w_->embed.is_bf16()) {
+    cu::EmbedParams e;
+    e.ids = ids_.device;
+    e.table = w_->embed.bf16();
+    e.vocab = tc.vocab_size;
+    e.hidden = static_cast<int32_t>(H);
+    e.out = h_.as<Bf16>();
+    e.out_row_stride = H;
+    e.rows = static_cast<int32_t>(T);
+    e.scale = w_->embed_scale;
+    TESSERA_RETURN_IF_ERROR(cu::LaunchEmbedTokens(e, s));
+  } else {
+    // A quantized embedding: its rows dequantized and scaled, rounded once to bf16.
+    cu::DequantizeParams e;
+    e.format = w_->embed.parts[0].format;
+    e.w = w_->embed.parts[0].data;
+    e.w_rows = tc.vocab_size;
+    e.cols = H;
+    e.ids = ids_.device;
+    e.rows = static_cast<int32_t>(T);
+    e.scale = w_->embed_scale;
+    e.out = h_.as<Bf16>();
+    e.out_row_stride = H;
+    TESSERA_RETURN_IF_ERROR(cu::LaunchDequantizeRows(e, s));
+  }
   if (plan != nullptr) {
     for (size_t si = 0; si < plan->seqs.size(); ++si) {
       for (const MediaRows& m : plan->seqs[si].media) {
@@ -702,8 +643,7 @@ absl::Status CudaModelRunner::Impl::EnqueueLayer(const cu::StepShape& shape, int
   const cu::DeviceLayer& d = w_->layers[l];
   const int32_t group = layer_group_[l];
   const int64_t hd = lc.head_dim;
-  TESSERA_RETURN_IF_ERROR(
-      Gemm(x_.as<Bf16>(), H, d.qkv.bf16(), H, qkv_.data(), d.qkv_width, T, d.qkv_width, H));
+  TESSERA_RETURN_IF_ERROR(Project(x_.as<Bf16>(), H, d.qkv, qkv_.data(), d.qkv_width, T));
 
   cu::RopeKvParams r;
   r.qkv = qkv_.as<Bf16>();
@@ -753,7 +693,7 @@ absl::Status CudaModelRunner::Impl::EnqueueLayer(const cu::StepShape& shape, int
     TESSERA_RETURN_IF_ERROR(cu::LaunchPagedPrefillAttention(a, s));
   }
 
-  TESSERA_RETURN_IF_ERROR(Gemm(attn_.as<Bf16>(), d.qd, d.o.bf16(), d.qd, o_.data(), H, T, H, d.qd));
+  TESSERA_RETURN_IF_ERROR(Project(attn_.as<Bf16>(), d.qd, d.o, o_.data(), H, T));
 
   cu::ResidualRmsNormParams post;
   post.y = o_.as<Bf16>();
@@ -769,8 +709,7 @@ absl::Status CudaModelRunner::Impl::EnqueueLayer(const cu::StepShape& shape, int
   post.eps = eps;
   TESSERA_RETURN_IF_ERROR(cu::LaunchResidualRmsNorm(post, s));
 
-  TESSERA_RETURN_IF_ERROR(
-      Gemm(x_.as<Bf16>(), H, d.gate_up.bf16(), H, gu_.data(), 2 * I, T, 2 * I, H));
+  TESSERA_RETURN_IF_ERROR(Project(x_.as<Bf16>(), H, d.gate_up, gu_.data(), 2 * I, T));
 
   cu::GegluParams gg;
   gg.in = gu_.as<Bf16>();
@@ -782,7 +721,7 @@ absl::Status CudaModelRunner::Impl::EnqueueLayer(const cu::StepShape& shape, int
   gg.dim = static_cast<int32_t>(I);
   TESSERA_RETURN_IF_ERROR(cu::LaunchGeglu(gg, s));
 
-  TESSERA_RETURN_IF_ERROR(Gemm(act_.as<Bf16>(), I, d.down.bf16(), I, o_.data(), H, T, H, I));
+  TESSERA_RETURN_IF_ERROR(Project(act_.as<Bf16>(), I, d.down, o_.data(), H, T));
 
   cu::ResidualRmsNormParams ffw;
   ffw.y = o_.as<Bf16>();
@@ -980,6 +919,32 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CreateCudaModelRunner(
                                             options));
   runner->impl_->model_ = std::move(model);
   return runner;
+}
+
+absl::StatusOr<cu::MemoryPlan> PlanCudaMemory(const LoadedModel& model,
+                                              const CudaRunnerOptions& options,
+                                              int64_t gpu_memory_bytes) {
+  if (model.weights == nullptr) return absl::InvalidArgumentError("PlanCudaMemory: no weights");
+  TESSERA_RETURN_IF_ERROR(CudaModelSupported(model.config));
+  // A larger SM count only grows the decode-split workspace (a few MiB): assume an H100's 132
+  // when no GPU says otherwise.
+  int32_t num_sms = 132;
+  if (gpu_memory_bytes == 0) {
+    TESSERA_ASSIGN_OR_RETURN(auto devices, cu::QueryDevices());
+    if (options.device < 0 || options.device >= static_cast<int>(devices.size())) {
+      return absl::InvalidArgumentError(absl::StrCat("PlanCudaMemory: device ", options.device,
+                                                     " does not exist; ", devices.size(),
+                                                     " visible"));
+    }
+    gpu_memory_bytes = static_cast<int64_t>(devices[options.device].total_memory);
+    num_sms = devices[options.device].multiprocessors;
+  }
+  const cu::ModelFormats formats = cu::FormatsOf(model.config, *model.weights);
+  return cu::PlanMemory(model.config, cu::DeviceWeightBytes(model.config, formats),
+                        gpu_memory_bytes, options, num_sms,
+                        static_cast<int64_t>(cu::SampleWorkspaceBytes(
+                            options.max_step_seqs, model.config.text.vocab_size)),
+                        cu::WidestQuantizedCols(model.config, formats));
 }
 
 bool CudaDeviceAvailable() {

@@ -3,8 +3,11 @@
 //
 // Layout (docs/cuda.md, "Weights"): per layer the Q, K (and V) projections are one fused
 // [q + k (+ v), hidden] matrix and gate/up one [2 * intermediate, hidden] matrix, so a layer is
-// four projections. Matrices are bf16 whatever the checkpoint's float type. Norm weights and the
-// layer scalar are bf16; the media path's norm weights, biases and position table are fp32.
+// four projections. A float matrix (F32, F16, BF16) is stored in bf16; a ggml-quantized one stays
+// in its blocks (quant_formats.h), never expanded: a fused matrix whose pieces differ in format
+// (a Q4_K_M layer's Q6_K attn_v beside Q4_K q and k) is several parts, one per run of equal
+// formats. Norm weights and the layer scalar are bf16; the media path's norm weights, biases and
+// position table are fp32.
 #pragma once
 
 #include <cstdint>
@@ -16,17 +19,33 @@
 #include "absl/status/statusor.h"
 #include "runtime/cuda/bf16.h"
 #include "runtime/cuda/device_memory.h"
+#include "runtime/cuda/quant_formats.h"
+#include "runtime/cuda/quant_mix.h"
 #include "runtime/model/model_config.h"
 #include "runtime/model/weights.h"
 
 namespace tessera::runtime::cuda {
 
-// A projection matrix on the device: [rows, cols] in torch's [out, in] layout, bf16.
+// Output rows [row0, row0 + rows) of a DeviceMatrix, stored in one format: RowBytes(format, cols)
+// per row from `data` (256-byte aligned inside the matrix's buffer).
+struct DeviceMatrixPart {
+  WeightFormat format = WeightFormat::kBf16;
+  int64_t row0 = 0;
+  int64_t rows = 0;
+  void* data = nullptr;
+};
+
+// A projection matrix on the device: [rows, cols] in torch's [out, in] layout, in parts.
 struct DeviceMatrix {
   DeviceBuffer buf;
   int64_t rows = 0;
   int64_t cols = 0;
-  const Bf16* bf16() const { return buf.as<Bf16>(); }
+  std::vector<DeviceMatrixPart> parts;
+
+  bool is_bf16() const { return parts.size() == 1 && parts[0].format == WeightFormat::kBf16; }
+  // The whole matrix as bf16 (null unless is_bf16()).
+  Bf16* bf16() const { return is_bf16() ? static_cast<Bf16*>(parts[0].data) : nullptr; }
+  bool quantized() const;
 };
 
 struct DeviceLayer {
@@ -65,7 +84,12 @@ class WeightAllocator {
   WeightAllocator(std::string device_name, DeviceWeights* weights)
       : device_name_(std::move(device_name)), weights_(weights) {}
   absl::Status Allocate(DeviceBuffer* b, int64_t bytes);
+  // A bf16 matrix.
   absl::Status Allocate(DeviceMatrix* m, int64_t rows, int64_t cols);
+  // A matrix of `pieces` (format, rows) stacked in order; consecutive pieces of one format share a
+  // part. InvalidArgument when `cols` does not fill a format's blocks.
+  absl::Status Allocate(DeviceMatrix* m, int64_t cols,
+                        const std::vector<std::pair<WeightFormat, int64_t>>& pieces);
   // Allocates and uploads `v` (fp32, or rounded to bf16).
   absl::Status UploadF32(DeviceBuffer* b, const std::vector<float>& v);
   absl::Status UploadBf16(DeviceBuffer* b, const std::vector<float>& v);
@@ -80,8 +104,20 @@ class WeightAllocator {
 absl::Status UploadInvFreq(const LayerConfig& lc, bool bf16_constants, WeightAllocator* alloc,
                            DeviceLayer* layer);
 
-// Uploads a checkpoint's weights to the current device (bf16 whatever the float type).
-// ResourceExhausted when they do not fit.
+// The format a checkpoint matrix is kept in on the device: bf16 for float types, its own block
+// format for ggml-quantized ones.
+WeightFormat DeviceFormatOf(const WeightMatrix& m);
+
+// The widest quantized matrix's columns (sizes the runner's q8_1 and dequantize scratch); 0 when
+// no matrix is quantized.
+int64_t WidestQuantizedCols(const DeviceWeights& w);
+
+// The device format of every matrix of a checkpoint (for quant_mix.h's DeviceWeightBytes and the
+// memory plan of a model before it is uploaded).
+ModelFormats FormatsOf(const ModelConfig& config, const ModelWeights& weights);
+
+// Uploads a checkpoint's weights to the current device (float matrices in bf16, quantized ones as
+// their blocks). ResourceExhausted when they do not fit.
 absl::StatusOr<std::unique_ptr<DeviceWeights>> UploadCheckpointWeights(
     const ModelConfig& config, const ModelWeights& weights, const std::string& device_name);
 

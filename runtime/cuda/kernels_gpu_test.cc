@@ -403,6 +403,39 @@ TEST_F(GpuTest, TinyFixtureShapes) {
   }
 }
 
+// The gemma4-quant-s GGUF fixture (testdata/gguf): head_dim 64 (2:1, window 8) and 128 (4:1,
+// causal).
+TEST_F(GpuTest, QuantFixtureShapes) {
+  uint64_t seed = 450;
+  for (int bs : {1, 4, 16}) {
+    AttnCase slide{
+        absl::StrCat("quant-s d64 prefill bs", bs), 64, 4, 2, bs, 5, 3, 8, 0.125f, false, 1, 32};
+    slide.seqs = {SeqSpec{0, 20, {{2, 12}}}, SeqSpec{13, 7, {{1, 4}}}, SeqSpec{40, 1, {}}};
+    RunAttentionCase(slide, seed++);
+    AttnCase glob{absl::StrCat("quant-s d128 prefill bs", bs),
+                  128,
+                  4,
+                  1,
+                  bs,
+                  1,
+                  0,
+                  0,
+                  1.0f,
+                  false,
+                  bs == 4 ? 2 : 1,
+                  64};
+    glob.seqs = {SeqSpec{0, 20, {}}, SeqSpec{13, 7, {}}, SeqSpec{40, 1, {}}};
+    RunAttentionCase(glob, seed++);
+    AttnCase dec64{absl::StrCat("quant-s d64 decode bs", bs), 64, 4, 2, bs, 5, 4, 8, 1.0f, true, 0};
+    dec64.seqs = DecodeSeqs({1, 8, 9, 100});
+    RunAttentionCase(dec64, seed++);
+    AttnCase dec128{
+        absl::StrCat("quant-s d128 decode bs", bs), 128, 4, 1, bs, 1, 0, 0, 0.2f, true, 0};
+    dec128.seqs = DecodeSeqs({1, 8, 9, 1000});
+    RunAttentionCase(dec128, seed++);
+  }
+}
+
 // Random batches: random offsets, lengths, spans and splits, every supported shape.
 TEST_F(GpuTest, RandomBatches) {
   Rng rng(500);

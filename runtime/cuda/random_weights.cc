@@ -22,7 +22,7 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> MakeRandomWeights(const RandomMod
   // Matrices N(0, 1/fan_in) as the fixture's generator; norms near 1.
   auto matrix = [&](DeviceMatrix* m, int64_t rows, int64_t cols) -> absl::Status {
     TESSERA_RETURN_IF_ERROR(alloc.Allocate(m, rows, cols));
-    return LaunchFillNormalBf16(m->buf.as<Bf16>(), rows * cols, ++next_seed, 0.0f,
+    return LaunchFillNormalBf16(m->bf16(), rows * cols, ++next_seed, 0.0f,
                                 1.0f / std::sqrt(static_cast<float>(cols)), s);
   };
   auto vec_bf16 = [&](DeviceBuffer* b, int64_t n, float mean, float sd) -> absl::Status {
