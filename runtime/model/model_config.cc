@@ -232,12 +232,44 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
     return absl::InvalidArgumentError("config.json: missing field text_config.rope_parameters");
   }
   const json& rope = tj["rope_parameters"];
-  json per_layer = json::object();
+  // per_layer_config is keyed by layer index as transformers writes it: "5" in a 6-layer config,
+  // "05" and "11" in a 12-layer one (zero-padded to the width of the layer count). Every key must
+  // be a layer index in range; a key naming no layer would otherwise be ignored silently and the
+  // layer it meant would load with the wrong shape.
+  std::vector<const json*> per_layer(x.num_layers, nullptr);
+  std::vector<std::string> per_layer_key(x.num_layers);
   if (t.Has("per_layer_config")) {
-    per_layer = tj["per_layer_config"];
-    if (!per_layer.is_object()) {
+    const json& plc = tj["per_layer_config"];
+    if (!plc.is_object()) {
       return absl::InvalidArgumentError(
           "config.json: text_config.per_layer_config must be an object keyed by layer index");
+    }
+    for (const auto& [key, value] : plc.items()) {
+      int64_t index = 0;
+      bool digits = !key.empty() && key.size() <= 9;
+      for (char ch : key) {
+        if (ch < '0' || ch > '9') {
+          digits = false;
+          break;
+        }
+        index = index * 10 + (ch - '0');
+      }
+      if (!digits) {
+        return absl::InvalidArgumentError("config.json: text_config.per_layer_config key '" + key +
+                                          "' is not a layer index");
+      }
+      if (index >= x.num_layers) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("config.json: text_config.per_layer_config key '", key, "' is layer ",
+                         index, ", out of range for num_hidden_layers ", x.num_layers));
+      }
+      if (per_layer[index] != nullptr) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("config.json: text_config.per_layer_config keys '", per_layer_key[index],
+                         "' and '", key, "' both name layer ", index));
+      }
+      per_layer[index] = &value;
+      per_layer_key[index] = key;
     }
   }
   for (int32_t i = 0; i < x.num_layers; ++i) {
@@ -260,9 +292,9 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
       return absl::InvalidArgumentError("config.json: " + name + " '" + type +
                                         "' is not supported (sliding_attention, full_attention)");
     }
-    const std::string key = std::to_string(i);
-    if (per_layer.contains(key)) {
-      const json& o = per_layer[key];
+    if (per_layer[i] != nullptr) {
+      const std::string& key = per_layer_key[i];
+      const json& o = *per_layer[i];
       if (!o.is_object()) {
         return absl::InvalidArgumentError("config.json: text_config.per_layer_config." + key +
                                           " must be an object");
