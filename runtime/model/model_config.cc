@@ -117,6 +117,48 @@ int32_t ModelConfig::first_layer_of(LayerType type) const {
   return -1;
 }
 
+absl::Status ValidateTextLayers(const TextConfig& text, const std::string& source) {
+  if (static_cast<int32_t>(text.layers.size()) != text.num_layers || text.num_layers < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": ", text.layers.size(), " layers resolved for ", text.num_layers));
+  }
+  for (size_t i = 0; i < text.layers.size(); ++i) {
+    const LayerConfig& l = text.layers[i];
+    if (l.head_dim < 2 || l.head_dim % 2 != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": layer ", i, " head_dim ", l.head_dim, " must be even"));
+    }
+    if (l.num_kv_heads < 1 || text.num_heads % l.num_kv_heads != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": layer ", i, ": num_attention_heads ", text.num_heads,
+                       " is not a multiple of its ", l.num_kv_heads, " KV heads"));
+    }
+    if (l.rope_pairs < 0 || l.rope_pairs > l.head_dim / 2) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ": layer ", i, " rotates ", l.rope_pairs, " RoPE pairs of ", l.head_dim / 2));
+    }
+  }
+  // Every layer of one type must share one KV shape: each type is one KV group with one pool.
+  for (LayerType lt : {LayerType::kSliding, LayerType::kGlobal}) {
+    int32_t first = -1;
+    for (size_t i = 0; i < text.layers.size(); ++i) {
+      const LayerConfig& l = text.layers[i];
+      if (l.type != lt) continue;
+      if (first < 0) {
+        first = static_cast<int32_t>(i);
+        continue;
+      }
+      if (l.head_dim != text.layers[first].head_dim ||
+          l.num_kv_heads != text.layers[first].num_kv_heads) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(source, ": layer ", i, " has a KV shape different from layer ", first,
+                         " of the same type; one KV shape per layer type is supported"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
   json root = json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded() || !root.is_object()) {
@@ -309,28 +351,10 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
       return absl::InvalidArgumentError(
           absl::StrCat("config.json: layer ", i, " head_dim ", l.head_dim, " must be even"));
     }
-    if (x.num_heads % l.num_kv_heads != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("config.json: layer ", i, ": num_attention_heads ", x.num_heads,
-                       " is not a multiple of its ", l.num_kv_heads, " KV heads"));
-    }
     TESSERA_RETURN_IF_ERROR(ParseRope(rope, type, l.head_dim, &l));
     x.layers.push_back(l);
   }
-  // Every layer of one type must share one KV shape: each type is one KV group with one pool.
-  for (LayerType lt : {LayerType::kSliding, LayerType::kGlobal}) {
-    int32_t first = c.first_layer_of(lt);
-    if (first < 0) continue;
-    for (size_t i = 0; i < x.layers.size(); ++i) {
-      const LayerConfig& l = x.layers[i];
-      if (l.type == lt && (l.head_dim != x.layers[first].head_dim ||
-                           l.num_kv_heads != x.layers[first].num_kv_heads)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("config.json: layer ", i, " has a KV shape different from layer ", first,
-                         " of the same type; one KV shape per layer type is supported"));
-      }
-    }
-  }
+  TESSERA_RETURN_IF_ERROR(ValidateTextLayers(x, "config.json"));
 
   if (top.Has("vision_config")) {
     const json& vj = root["vision_config"];

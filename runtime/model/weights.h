@@ -20,6 +20,8 @@
 
 namespace tessera::runtime {
 
+class GgufFile;
+
 // A row-major [rows, cols] matrix in torch's [out, in] layout, in any ggml type the kernels read:
 // F32, BF16 and F16 elements, or quantized blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K;
 // runtime/quant/ggml_type.h). Row r is the row_bytes() bytes at data + r * row_bytes(), cols /
@@ -39,7 +41,9 @@ struct WeightMatrix {
     return cols / t.block_elems * t.block_bytes;
   }
   size_t bytes() const { return static_cast<size_t>(rows * row_bytes()); }
-  const uint8_t* row(int64_t r) const { return static_cast<const uint8_t*>(data) + r * row_bytes(); }
+  const uint8_t* row(int64_t r) const {
+    return static_cast<const uint8_t*>(data) + r * row_bytes();
+  }
   // OK when the kernels can read this matrix: a type they support and cols a whole number of its
   // blocks; otherwise InvalidArgument naming `name`, the type and the shape.
   absl::Status Validate(const std::string& name) const;
@@ -89,8 +93,10 @@ struct ModelWeights {
   AudioWeights audio;
   uint64_t total_bytes = 0;  // Checkpoint bytes bound.
 
-  // Keeps the mappings (and converted F16 data) alive.
+  // Keeps the mappings (and converted F16 data) alive: a safetensors checkpoint, or the GGUF text
+  // model and its optional mmproj.
   std::unique_ptr<Checkpoint> checkpoint;
+  std::shared_ptr<const GgufFile> gguf, gguf_mmproj;
   std::vector<std::unique_ptr<float[]>> owned;
 };
 
