@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <limits>
@@ -16,50 +17,6 @@ namespace tessera::runtime {
 namespace {
 
 constexpr uint64_t kInt64Max = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
-
-struct TypeEntry {
-  uint32_t id;
-  GgmlTypeTraits traits;
-};
-
-// gguf-py/gguf/constants.py GGML_QUANT_SIZES (QK_K = 256).
-constexpr TypeEntry kGgmlTypes[] = {
-    {0, {"F32", 1, 4}},
-    {1, {"F16", 1, 2}},
-    {2, {"Q4_0", 32, 2 + 16}},
-    {3, {"Q4_1", 32, 2 + 2 + 16}},
-    {6, {"Q5_0", 32, 2 + 4 + 16}},
-    {7, {"Q5_1", 32, 2 + 2 + 4 + 16}},
-    {8, {"Q8_0", 32, 2 + 32}},
-    {9, {"Q8_1", 32, 2 + 2 + 32}},
-    {10, {"Q2_K", 256, 2 + 2 + 256 / 16 + 256 / 4}},
-    {11, {"Q3_K", 256, 2 + 256 / 4 + 256 / 8 + 12}},
-    {12, {"Q4_K", 256, 2 + 2 + 256 / 2 + 12}},
-    {13, {"Q5_K", 256, 2 + 2 + 256 / 2 + 256 / 8 + 12}},
-    {14, {"Q6_K", 256, 2 + 256 / 2 + 256 / 4 + 256 / 16}},
-    {15, {"Q8_K", 256, 4 + 256 + 256 / 8}},
-    {16, {"IQ2_XXS", 256, 2 + 256 / 4}},
-    {17, {"IQ2_XS", 256, 2 + 256 / 4 + 256 / 32}},
-    {18, {"IQ3_XXS", 256, 2 + 256 / 4 + 256 / 8}},
-    {19, {"IQ1_S", 256, 2 + 256 / 8 + 256 / 16}},
-    {20, {"IQ4_NL", 32, 2 + 16}},
-    {21, {"IQ3_S", 256, 2 + 256 / 4 + 256 / 8 + 256 / 32 + 4}},
-    {22, {"IQ2_S", 256, 2 + 256 / 4 + 256 / 16}},
-    {23, {"IQ4_XS", 256, 2 + 2 + 256 / 2 + 256 / 64}},
-    {24, {"I8", 1, 1}},
-    {25, {"I16", 1, 2}},
-    {26, {"I32", 1, 4}},
-    {27, {"I64", 1, 8}},
-    {28, {"F64", 1, 8}},
-    {29, {"IQ1_M", 256, 256 / 8 + 256 / 16 + 256 / 32}},
-    {30, {"BF16", 1, 2}},
-    {34, {"TQ1_0", 256, 2 + 4 * 13}},
-    {35, {"TQ2_0", 256, 2 + 64}},
-    {39, {"MXFP4", 32, 1 + 16}},
-    {40, {"NVFP4", 64, 4 + 32}},
-    {41, {"Q1_0", 128, 2 + 16}},
-    {42, {"Q2_0", 64, 2 + 16}},
-};
 
 std::string ErrnoText() { return std::strerror(errno); }
 
@@ -176,16 +133,12 @@ std::string Quoted(std::string_view s) {
 
 }  // namespace
 
-const GgmlTypeTraits* FindGgmlType(uint32_t id) {
-  for (const TypeEntry& e : kGgmlTypes) {
-    if (e.id == id) return &e.traits;
-  }
-  return nullptr;
-}
-
 std::string GgmlTypeName(uint32_t id) {
-  const GgmlTypeTraits* t = FindGgmlType(id);
-  return t != nullptr ? t->name : absl::StrCat("type ", id);
+  const quant::TypeTraits* t = quant::FindTypeTraits(id);
+  if (t == nullptr) return absl::StrCat("type ", id);
+  std::string name = t->name;
+  for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return name;
 }
 
 const char* GgufTypeName(GgufType type) {
@@ -463,19 +416,19 @@ absl::Status GgufFile::ParseAll(const uint8_t* begin, uint64_t size) {
       t.ne.push_back(static_cast<int64_t>(ne));
     }
     if (!c.Read(&t.type) || !c.Read(&t.offset)) return Error("the file ends inside " + where);
-    const GgmlTypeTraits* traits = FindGgmlType(t.type);
+    const quant::TypeTraits* traits = quant::FindTypeTraits(t.type);
     if (traits == nullptr) {
       return Error(absl::StrCat(where, " has an unknown ggml type ", t.type));
     }
-    if (t.ne[0] % traits->block_size != 0) {
-      return Error(absl::StrCat(where, " of type ", traits->name, " has rows of ", t.ne[0],
-                                " elements, not a multiple of its block of ", traits->block_size));
+    if (t.ne[0] % traits->block_elems != 0) {
+      return Error(absl::StrCat(where, " of type ", GgmlTypeName(t.type), " has rows of ", t.ne[0],
+                                " elements, not a multiple of its block of ", traits->block_elems));
     }
-    const uint64_t blocks = elements / static_cast<uint64_t>(traits->block_size);
-    if (blocks > kInt64Max / static_cast<uint64_t>(traits->type_size)) {
+    const uint64_t blocks = elements / static_cast<uint64_t>(traits->block_elems);
+    if (blocks > kInt64Max / static_cast<uint64_t>(traits->block_bytes)) {
       return Error(where + " is larger than INT64_MAX bytes");
     }
-    t.num_bytes = blocks * static_cast<uint64_t>(traits->type_size);
+    t.num_bytes = blocks * static_cast<uint64_t>(traits->block_bytes);
     tensor_index_.emplace(t.name, tensors_.size());
     tensors_.push_back(std::move(t));
   }

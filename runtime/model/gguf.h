@@ -28,58 +28,15 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "runtime/quant/ggml_type.h"
 
 namespace tessera::runtime {
 
-// ggml's tensor types (ggml.h `enum ggml_type`), as GGUF stores them.
-enum class GgmlType : uint32_t {
-  kF32 = 0,
-  kF16 = 1,
-  kQ4_0 = 2,
-  kQ4_1 = 3,
-  kQ5_0 = 6,
-  kQ5_1 = 7,
-  kQ8_0 = 8,
-  kQ8_1 = 9,
-  kQ2_K = 10,
-  kQ3_K = 11,
-  kQ4_K = 12,
-  kQ5_K = 13,
-  kQ6_K = 14,
-  kQ8_K = 15,
-  kIQ2_XXS = 16,
-  kIQ2_XS = 17,
-  kIQ3_XXS = 18,
-  kIQ1_S = 19,
-  kIQ4_NL = 20,
-  kIQ3_S = 21,
-  kIQ2_S = 22,
-  kIQ4_XS = 23,
-  kI8 = 24,
-  kI16 = 25,
-  kI32 = 26,
-  kI64 = 27,
-  kF64 = 28,
-  kIQ1_M = 29,
-  kBF16 = 30,
-  kTQ1_0 = 34,
-  kTQ2_0 = 35,
-  kMXFP4 = 39,
-  kNVFP4 = 40,
-  kQ1_0 = 41,
-  kQ2_0 = 42,
-};
+// ggml's tensor types, as GGUF stores them, and their block sizes: runtime/quant/ggml_type.h.
+using GgmlType = quant::GgmlType;
 
-// Elements per block and bytes per block (gguf-py's GGML_QUANT_SIZES).
-struct GgmlTypeTraits {
-  const char* name;  // "Q4_K", as ggml and llama.cpp print it.
-  int64_t block_size;
-  int64_t type_size;
-};
-
-// nullptr for an id ggml does not define.
-const GgmlTypeTraits* FindGgmlType(uint32_t id);
-// "Q4_K", or "type 77" for an unknown id.
+// llama.cpp's name of a type as GGUF tools print it ("Q4_K", "BF16"), or "type 77" for an id ggml
+// does not define.
 std::string GgmlTypeName(uint32_t id);
 inline std::string GgmlTypeName(GgmlType t) { return GgmlTypeName(static_cast<uint32_t>(t)); }
 
@@ -122,7 +79,7 @@ struct GgufValue {
 struct GgufTensor {
   std::string name;
   std::vector<int64_t> ne;  // ggml order, 1 to 4 entries: ne[0] is the row length.
-  uint32_t type = 0;        // A GgmlType that FindGgmlType knows.
+  uint32_t type = 0;        // A GgmlType that quant::FindTypeTraits knows.
   uint64_t offset = 0;      // From the start of the data section.
   uint64_t num_bytes = 0;
   const uint8_t* data = nullptr;  // Into the mapping (aligned to the file's alignment).

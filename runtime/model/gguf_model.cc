@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/bf16.h"
 #include "base/status_macros.h"
-#include "runtime/model/safetensors.h"
+#include "runtime/quant/dequantize.h"
 
 namespace tessera::runtime {
 namespace {
@@ -80,32 +80,22 @@ absl::StatusOr<float> FiniteFloat(const GgufFile& f, const std::string& key) {
   return static_cast<float>(*v);
 }
 
-// Reads a float/half/bf16 tensor into fp32.
+// Decodes a tensor to fp32 (float types and every quantized type runtime/quant dequantizes,
+// bit-identical to ggml).
 absl::Status TensorToFloat(const GgufFile& f, const GgufTensor& t, float* out) {
-  const int64_t n = t.num_elements();
-  const uint8_t* p = t.data;
-  switch (t.ggml_type()) {
-    case GgmlType::kF32:
-      std::memcpy(out, p, n * 4);
-      return absl::OkStatus();
-    case GgmlType::kF16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        out[i] = F16ToFloat(h);
-      }
-      return absl::OkStatus();
-    case GgmlType::kBF16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        out[i] = Bf16ToFloat(h);
-      }
-      return absl::OkStatus();
-    default:
-      return f.Error(absl::StrCat("tensor ", t.name, " has type ", GgmlTypeName(t.type),
-                                  "; expected F32, F16 or BF16"));
+  const quant::TypeTraits* traits = quant::FindTypeTraits(t.type);
+  if (traits == nullptr || !traits->dequantizable) {
+    return f.Error(absl::StrCat("tensor ", t.name, " has type ", GgmlTypeName(t.type),
+                                ", which Tessera cannot decode"));
   }
+  const int64_t cols = t.ne[0];
+  const int64_t row_bytes = cols / traits->block_elems * traits->block_bytes;
+  for (int64_t r = 0; r < t.num_rows(); ++r) {
+    absl::Status s =
+        quant::DequantizeRow(t.ggml_type(), t.data + r * row_bytes, out + r * cols, cols);
+    if (!s.ok()) return f.Error(absl::StrCat("tensor ", t.name, ": ", s.message()));
+  }
+  return absl::OkStatus();
 }
 
 // The ggml shape [cols, rows] (ne order) of a [rows, cols] matrix, "[64, 512]" for messages.
@@ -151,32 +141,13 @@ class GgufBinder {
     if (!t.ok()) return t.status();
     if (*t == nullptr) return absl::OkStatus();
     const GgufTensor& v = **t;
+    // Straight from the mapping in the file's own type (F32, F16, BF16 or quantized blocks).
     out->rows = rows;
     out->cols = cols;
-    switch (v.ggml_type()) {
-      case GgmlType::kBF16:
-        out->type = WeightMatrix::Type::kBF16;
-        out->data = v.data;
-        return absl::OkStatus();
-      case GgmlType::kF32:
-        out->type = WeightMatrix::Type::kF32;
-        out->data = v.data;
-        return absl::OkStatus();
-      case GgmlType::kF16:
-        return Owned(v, rows * cols, out);
-      default:
-        return f_.Error(absl::StrCat("tensor ", name, " has type ", GgmlTypeName(v.type),
-                                     ", which this build cannot compute with (F32, F16, BF16)"));
-    }
-  }
-
-  // The tensor converted to an owned fp32 matrix.
-  absl::Status Owned(const GgufTensor& v, int64_t n, WeightMatrix* out) {
-    std::unique_ptr<float[]> buf(new float[n]);
-    TESSERA_RETURN_IF_ERROR(TensorToFloat(f_, v, buf.get()));
-    out->type = WeightMatrix::Type::kF32;
-    out->data = buf.get();
-    w_->owned.push_back(std::move(buf));
+    out->type = v.ggml_type();
+    out->data = v.data;
+    absl::Status s = out->Validate(name);
+    if (!s.ok()) return f_.Error(std::string(s.message()));
     return absl::OkStatus();
   }
 

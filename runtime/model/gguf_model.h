@@ -14,9 +14,10 @@
 // - the mmproj's `patch_dense` columns and `patch_ln1` entries are permuted from the checkpoint's
 //   HWC order to ggml's im2col CHW order, and `pos_embedding` [P, 2, D] is stored as [2, P, D].
 //
-// Weights stay where the file has them: a BF16 or F32 matrix (and, once runtime/quant computes
-// with them, a quantized one) is read from the mapping; F16 matrices, the permuted patch matrix and
-// every vector are converted to owned fp32 at load. A tensor the model does not use (an untied
+// Weights stay where the file has them: every matrix, in its own type (F32, F16, BF16, Q8_0, Q4_0,
+// Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K: WeightMatrix::Validate), is read from the mapping; the
+// permuted patch matrix and every vector are decoded to owned fp32 at load (bit-exactly, by
+// runtime/quant's dequantization). A tensor the model does not use (an untied
 // output head, MoE experts, per-layer embeddings, a fused QKV) is refused by name rather than
 // ignored.
 #pragma once

@@ -338,13 +338,13 @@ TEST(GgufModelTest, BadMetadataAndTensorsAreNamed) {
          w.AddTensor("blk.0.attn_q.weight", GgmlType::kI32, {64, 64},
                      std::string(64 * 64 * 4, '\0'));
        },
-       "blk.0.attn_q.weight has type I32, which this build cannot compute with"},
+       "matrix blk.0.attn_q.weight has type i32; supported: f32, f16, bf16, q8_0"},
       {{},
        {"blk.0.attn_norm.weight"},
        [](GgufWriter& w) {
-         w.AddTensor("blk.0.attn_norm.weight", GgmlType::kQ8_0, {64}, std::string(68, '\0'));
+         w.AddTensor("blk.0.attn_norm.weight", GgmlType::kI32, {64}, std::string(256, '\0'));
        },
-       "blk.0.attn_norm.weight has type Q8_0; expected F32, F16 or BF16"},
+       "tensor blk.0.attn_norm.weight has type I32, which Tessera cannot decode"},
       {{"tokenizer.ggml.tokens"},
        {},
        [](GgufWriter& w) {

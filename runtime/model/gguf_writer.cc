@@ -134,7 +134,7 @@ void GgufWriter::AddTensor(std::string name, GgmlType type, std::vector<int64_t>
 }
 
 absl::StatusOr<uint64_t> GgufWriter::TensorBytes(GgmlType type, const std::vector<int64_t>& ne) {
-  const GgmlTypeTraits* t = FindGgmlType(static_cast<uint32_t>(type));
+  const quant::TypeTraits* t = quant::FindTypeTraits(static_cast<uint32_t>(type));
   if (t == nullptr) return absl::InvalidArgumentError("unknown ggml type " + GgmlTypeName(type));
   if (ne.empty() || ne.size() > kGgufMaxDims) {
     return absl::InvalidArgumentError(
@@ -145,12 +145,12 @@ absl::StatusOr<uint64_t> GgufWriter::TensorBytes(GgmlType type, const std::vecto
     if (d < 0) return absl::InvalidArgumentError("negative dimension");
     n *= static_cast<uint64_t>(d);
   }
-  if (ne[0] % t->block_size != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("rows of ", ne[0],
-                                                   " elements are not a multiple of ", t->name,
-                                                   "'s block of ", t->block_size));
+  if (ne[0] % t->block_elems != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rows of ", ne[0], " elements are not a multiple of ", GgmlTypeName(type),
+                     "'s block of ", t->block_elems));
   }
-  return n / t->block_size * t->type_size;
+  return n / t->block_elems * t->block_bytes;
 }
 
 absl::Status GgufWriter::Write(const std::function<absl::Status(std::string_view)>& sink) const {
