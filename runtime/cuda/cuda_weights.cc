@@ -94,8 +94,25 @@ absl::Status UploadInvFreq(const LayerConfig& lc, bool bf16_constants, WeightAll
 }
 
 WeightFormat DeviceFormatOf(const WeightMatrix& m) {
-  (void)m;  // Float types (kBF16, kF32) are stored in bf16.
-  return WeightFormat::kBf16;
+  using T = WeightMatrix::Type;
+  switch (m.type) {
+    case T::kQ8_0:
+      return WeightFormat::kQ8_0;
+    case T::kQ4_0:
+      return WeightFormat::kQ4_0;
+    case T::kQ4_1:
+      return WeightFormat::kQ4_1;
+    case T::kQ4_K:
+      return WeightFormat::kQ4_K;
+    case T::kQ5_K:
+      return WeightFormat::kQ5_K;
+    case T::kQ6_K:
+      return WeightFormat::kQ6_K;
+    default:
+      // F32, F16 and BF16 are stored in bf16, as is anything else RowToFloat decodes (Q5_0 and
+      // Q5_1, which no Gemma 4 GGUF uses and no kernel here reads as blocks).
+      return WeightFormat::kBf16;
+  }
 }
 
 int64_t WidestQuantizedCols(const DeviceWeights& w) {
@@ -163,7 +180,7 @@ absl::Status UploadMatrixRows(const WeightMatrix& m, DeviceMatrix* dst, int64_t 
     const int64_t n = std::min(chunk, m.rows - r0);
     host.resize(n * cols);
     if (m.type == WeightMatrix::Type::kBF16) {
-      std::memcpy(host.data(), static_cast<const char*>(m.data) + r0 * cols * 2, n * cols * 2);
+      std::memcpy(host.data(), m.row(r0), n * cols * 2);
     } else {
       for (int64_t r = 0; r < n; ++r) {
         m.RowToFloat(r0 + r, row.data());

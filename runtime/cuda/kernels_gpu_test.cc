@@ -602,6 +602,8 @@ TEST_F(GpuTest, RopeKvWrite) {
       {"tiny d16", 16, 4, 2, 8, 1e4f, false, 50, 4, 5, 4, 4095},
       {"tiny d32 partial K=V", 32, 4, 1, 4, 1e6f, true, 50, 3, 1, 0, 4095},
       {"d256 block 1", 256, 16, 8, 128, 1e4f, false, 9, 1, 1, 0, 100},
+      {"quant-s d64", 64, 4, 2, 32, 1e4f, false, 20, 16, 5, 2, 4095},
+      {"quant-s d128 partial K=V", 128, 4, 1, 16, 1e6f, true, 20, 16, 1, 0, 4095},
   };
   for (const RopeCase& c : cases) RunRopeCase(c, seed++);
 }

@@ -171,8 +171,8 @@ RopeKvParams ValidRope(FakeMemory& m, int head_dim) {
 
 TEST(RopeKvLaunchTest, ShapesAndPointers) {
   FakeMemory m;
-  for (int d : {16, 32, 256, 512}) EXPECT_TRUE(ValidateRopeKv(ValidRope(m, d)).ok()) << d;
-  for (int d : {0, 8, 64, 128, 1024}) {
+  for (int d : {16, 32, 64, 128, 256, 512}) EXPECT_TRUE(ValidateRopeKv(ValidRope(m, d)).ok()) << d;
+  for (int d : {0, 8, 48, 96, 1024}) {
     EXPECT_EQ(LaunchRopeKvWrite(ValidRope(m, d), nullptr).code(),
               absl::StatusCode::kInvalidArgument)
         << d;

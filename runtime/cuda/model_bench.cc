@@ -6,7 +6,12 @@
 // the public ModelRunner interface (BatchPlan in, StepOutput out), timed by wall clock around
 // Execute, which returns once the step's sampled tokens are on the host.
 //
-//   model_bench [--out=FILE] [--smoke]
+//   model_bench [--out=FILE] [--smoke] [--weights=bf16|q8_0|q6_k|q5_k_m|q4_k_m|q4_0]
+//
+// --weights: the text matrices in the formats llama-quantize gives a file of that type
+// (quant_mix.h), as random blocks kept quantized on the GPU: the decode rows then measure the
+// quantized GEMV against the bandwidth limit of those bytes. A quantized run times decode at
+// batch 1, 8 and 32 and the prefill (the media path is the bf16 run's).
 //
 // --smoke runs the same code path on a tiny config (the shape of the gemma4-tiny fixture) with
 // small sizes: under the CPU emulation (model_bench_emu_test) it checks that the benchmark runs and
@@ -18,6 +23,7 @@
 // the parameter count of these shapes is exactly the published 11,959,730,224 (the benchmark
 // recomputes it and prints the comparison).
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -37,6 +43,7 @@
 #include "runtime/cuda/device_memory.h"
 #include "runtime/cuda/gemm.h"
 #include "runtime/cuda/gemma4_configs.h"
+#include "runtime/cuda/quant_mix.h"
 #include "runtime/cuda/random_fill.h"
 #include "runtime/cuda/random_weights.h"
 #include "runtime/model/model_config.h"
@@ -268,7 +275,9 @@ class Bench {
   // tokens, then `decode_warmup` untimed and `decode_steps` timed steps per batch size. Every
   // batch size decodes from the same positions (the K/V rows there are simply rewritten), so
   // each sees ~1k-token contexts and one prefill serves all.
-  void Decode(const ParamCount& params) {
+  // text_weight_bytes: what one decode step reads of the weights (every text matrix and the
+  // embedding, which the tied logits GEMM reads whole), in their device formats.
+  void Decode(double text_weight_bytes) {
     const int steps = z_.decode_warmup + z_.decode_steps;
     const int max_batch = *std::max_element(z_.decode_batches.begin(), z_.decode_batches.end());
     BlockPool pool(spec_);
@@ -303,7 +312,7 @@ class Bench {
                  seqs.size(), z_.context, Now() - t0);
 
     const double bw = lim_.copy_gbps * 1e9;
-    const double weight_bytes = 2.0 * params.text;  // bf16; every matrix read once per step.
+    const double weight_bytes = text_weight_bytes;
     // K and V bytes read per sequence per step at this context (every position is visible while
     // the context is within the window).
     double kv_per_seq = 0;
@@ -468,7 +477,7 @@ class Bench {
   int32_t text_hi_ = 0;
 };
 
-absl::Status Run(const std::string& out_path, bool smoke) {
+absl::Status Run(const std::string& out_path, bool smoke, cu::QuantMix mix) {
   const double t_start = Now();
   auto config =
       ParseModelConfig(smoke ? cu::Gemma4TinyShapeConfigJson() : cu::Gemma4_12BConfigJson());
@@ -500,6 +509,7 @@ absl::Status Run(const std::string& out_path, bool smoke) {
     options.cuda_graphs = false;
   } else {
     z.decode_batches = {1, 8, 32, 64, 128};
+    if (mix != cu::QuantMix::kBf16) z.decode_batches = {1, 8, 32};
     z.context = 1000;
     z.decode_warmup = 3;  // The first steps of a batch size capture its CUDA graph.
     z.decode_steps = 16;
@@ -518,12 +528,13 @@ absl::Status Run(const std::string& out_path, bool smoke) {
 
   Table t;
   t.Add(absl::StrFormat(
-      "Model: %s, %d layers, hidden %d, intermediate %d, vocab %d; %lld parameters "
+      "Model: %s, %s weights, %d layers, hidden %d, intermediate %d, vocab %d; %lld parameters "
       "(text %lld, vision %lld, audio %lld)%s",
-      smoke ? "tiny (gemma4-tiny shape)" : "Gemma 4 12B shape", config->text.num_layers,
-      config->text.hidden_size, config->text.intermediate_size, config->text.vocab_size,
-      static_cast<long long>(params.total()), static_cast<long long>(params.text),
-      static_cast<long long>(params.vision), static_cast<long long>(params.audio),
+      smoke ? "tiny (gemma4-tiny shape)" : "Gemma 4 12B shape", cu::QuantMixName(mix),
+      config->text.num_layers, config->text.hidden_size, config->text.intermediate_size,
+      config->text.vocab_size, static_cast<long long>(params.total()),
+      static_cast<long long>(params.text), static_cast<long long>(params.vision),
+      static_cast<long long>(params.audio),
       smoke ? ""
             : (params.total() == kPublished12BParams ? "; equals the published 11,959,730,224"
                                                      : "; DIFFERS from the published "
@@ -562,6 +573,7 @@ absl::Status Run(const std::string& out_path, bool smoke) {
   RandomModelSpec spec;
   spec.config = *config;
   spec.seed = 1234;
+  spec.mix = mix;
   auto runner = CreateRandomCudaModelRunner(spec, options);
   if (!runner.ok()) return runner.status();
   std::fprintf(stderr, "model_bench: runner created in %.1f s: %s\n", Now() - t_create,
@@ -571,7 +583,12 @@ absl::Status Run(const std::string& out_path, bool smoke) {
                         (*runner)->Describe()));
 
   Bench bench(*config, z, options, **runner, *lim, t);
-  bench.Decode(params);
+  ModelConfig text_only = *config;
+  text_only.vision.present = false;
+  text_only.audio.present = false;
+  const int64_t text_weight_bytes =
+      cu::DeviceWeightBytes(text_only, cu::LlamaQuantizeFormats(text_only, mix));
+  bench.Decode(static_cast<double>(text_weight_bytes));
   bench.Prefill(params);
   bench.Capacity();
   if (!smoke) {
@@ -592,8 +609,10 @@ absl::Status Run(const std::string& out_path, bool smoke) {
         static_cast<int>((*runner)->kv_bytes() / per_seq), (*runner)->kv_bytes() / 1e9,
         per_seq / 1048576.0));
   }
-  bench.Media(MediaKind::kImage);
-  bench.Media(MediaKind::kAudio);
+  if (mix == cu::QuantMix::kBf16) {
+    bench.Media(MediaKind::kImage);
+    bench.Media(MediaKind::kAudio);
+  }
   t.Add("");
   t.Add(absl::StrFormat("Total wall time %.1f s; CUDA graph steps %llu.", Now() - t_start,
                         static_cast<unsigned long long>((*runner)->graph_steps())));
@@ -615,19 +634,40 @@ absl::Status Run(const std::string& out_path, bool smoke) {
 int main(int argc, char** argv) {
   std::string out;
   bool smoke = false;
+  tessera::runtime::cuda::QuantMix mix = tessera::runtime::cuda::QuantMix::kBf16;
   for (int i = 1; i < argc; ++i) {
     if (std::strncmp(argv[i], "--out=", 6) == 0) {
       out = argv[i] + 6;
+    } else if (std::strncmp(argv[i], "--weights=", 10) == 0) {
+      using tessera::runtime::cuda::QuantMix;
+      const std::string w = argv[i] + 10;
+      bool known = false;
+      for (QuantMix m : {QuantMix::kBf16, QuantMix::kQ8_0, QuantMix::kQ6_K, QuantMix::kQ5_K_M,
+                         QuantMix::kQ4_K_M, QuantMix::kQ4_0}) {
+        std::string name = tessera::runtime::cuda::QuantMixName(m);
+        for (char& c : name) c = static_cast<char>(std::tolower(c));
+        if (name == w) {
+          mix = m;
+          known = true;
+        }
+      }
+      if (!known) {
+        std::fprintf(stderr,
+                     "model_bench: --weights=%s is not bf16, q8_0, q6_k, q5_k_m, q4_k_m "
+                     "or q4_0\n",
+                     w.c_str());
+        return 2;
+      }
     } else if (std::strcmp(argv[i], "--smoke") == 0) {
       smoke = true;
     } else if (std::strncmp(argv[i], "--gtest_", 8) == 0) {
       // Bazel's test runner may pass GoogleTest flags; this is not a GoogleTest binary.
     } else {
-      std::fprintf(stderr, "usage: %s [--out=FILE] [--smoke]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--out=FILE] [--smoke] [--weights=MIX]\n", argv[0]);
       return 2;
     }
   }
-  const absl::Status s = tessera::runtime::Run(out, smoke);
+  const absl::Status s = tessera::runtime::Run(out, smoke, mix);
   if (!s.ok()) {
     std::fprintf(stderr, "model_bench: %s\n", std::string(s.message()).c_str());
     return 1;

@@ -36,7 +36,9 @@ absl::Status LaunchDequantize(const DequantizeParams& p, cudaStream_t stream) {
 template <WeightFormat F, int M>
 absl::Status LaunchGemvRows(const QuantGemvParams& p, cudaStream_t stream) {
   auto* kernel = &quant_internal::GemvKernel<F, M>;
-  TESSERA_LAUNCH(kernel, static_cast<unsigned>(p.n), kThreads, stream, p);
+  const int64_t rows_per_cta = kThreads / quant_internal::GemvThreadsPerRow(p.k / 32);
+  const auto grid = static_cast<unsigned>((p.n + rows_per_cta - 1) / rows_per_cta);
+  TESSERA_LAUNCH(kernel, grid, kThreads, stream, p);
   return LaunchStatus("GemvKernel");
 }
 

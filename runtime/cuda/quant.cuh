@@ -277,33 +277,44 @@ __global__ void __launch_bounds__(256) QuantizeQ8_1Kernel(const QuantizeQ8_1Para
   }
 }
 
-// One CTA per weight row: its threads take 32-value units in turn, each dotted with the same unit
-// of every activation row; then one sum per activation row over the CTA.
+// Threads per weight row: a whole CTA for rows of more than 64 units (2048 values), else the
+// fewest whole warps that give each thread at most two units, so a CTA takes 2 or 4 narrow rows.
+__host__ __device__ __forceinline__ int GemvThreadsPerRow(int64_t units) {
+  return units > 64 ? kThreads : (units > 32 ? 64 : 32);
+}
+
+// A CTA takes kThreads / tpr weight rows; the tpr threads of a row take its 32-value units in
+// turn, each dotted with the same unit of every activation row; then one sum per (weight row,
+// activation row) over the row's warps.
 template <WeightFormat F, int M>
 __global__ void __launch_bounds__(kThreads) GemvKernel(const QuantGemvParams p) {
   using Fmt = Format<F>;
-  const int64_t n = blockIdx.x;
   const int64_t units = p.k / 32;
+  const int tpr = GemvThreadsPerRow(units), rows_per_cta = kThreads / tpr;
+  const int local = threadIdx.x / tpr, t = threadIdx.x % tpr;
+  const int64_t n = static_cast<int64_t>(blockIdx.x) * rows_per_cta + local;
   const int64_t row_bytes = p.k / (Fmt::kUnits * 32) * Fmt::kBytes;
-  const uint8_t* wrow = static_cast<const uint8_t*>(p.w) + n * row_bytes;
   float acc[M];
 #pragma unroll
   for (int r = 0; r < M; ++r) acc[r] = 0.0f;
-  for (int64_t u = threadIdx.x; u < units; u += kThreads) {
-    Unit w;
-    Fmt::Get(wrow + (u / Fmt::kUnits) * Fmt::kBytes, static_cast<int>(u % Fmt::kUnits), &w);
+  if (n < p.n) {
+    const uint8_t* wrow = static_cast<const uint8_t*>(p.w) + n * row_bytes;
+    for (int64_t u = t; u < units; u += tpr) {
+      Unit w;
+      Fmt::Get(wrow + (u / Fmt::kUnits) * Fmt::kBytes, static_cast<int>(u % Fmt::kUnits), &w);
 #pragma unroll
-    for (int r = 0; r < M; ++r) {
-      const Q8_1Block& xb = p.xq[r * units + u];
-      const int32_t* xs = reinterpret_cast<const int32_t*>(xb.qs);
-      int32_t lo = 0, hi = 0;
+      for (int r = 0; r < M; ++r) {
+        const Q8_1Block& xb = p.xq[r * units + u];
+        const int32_t* xs = reinterpret_cast<const int32_t*>(xb.qs);
+        int32_t lo = 0, hi = 0;
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        lo = __dp4a(w.q[j], xs[j], lo);
-        hi = __dp4a(w.q[4 + j], xs[4 + j], hi);
+        for (int j = 0; j < 4; ++j) {
+          lo = __dp4a(w.q[j], xs[j], lo);
+          hi = __dp4a(w.q[4 + j], xs[4 + j], hi);
+        }
+        acc[r] +=
+            xb.d * (w.a_lo * static_cast<float>(lo) + w.a_hi * static_cast<float>(hi)) + w.b * xb.s;
       }
-      acc[r] +=
-          xb.d * (w.a_lo * static_cast<float>(lo) + w.a_hi * static_cast<float>(hi)) + w.b * xb.s;
     }
   }
   __shared__ float partial[kThreads / 32][M];
@@ -314,15 +325,18 @@ __global__ void __launch_bounds__(kThreads) GemvKernel(const QuantGemvParams p) 
     if (lane == 0) partial[warp][r] = v;
   }
   __syncthreads();
-  if (threadIdx.x < M) {
-    const int r = threadIdx.x;
-    float sum = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kThreads / 32; ++w) sum += partial[w][r];
-    if (p.out_fp32) {
-      static_cast<float*>(p.out)[r * p.ldo + n] = sum;
-    } else {
-      AsDevice(static_cast<Bf16*>(p.out))[r * p.ldo + n] = __float2bfloat16_rn(sum);
+  if (threadIdx.x < rows_per_cta * M) {
+    const int row_local = threadIdx.x / M, r = threadIdx.x % M;
+    const int64_t out_n = static_cast<int64_t>(blockIdx.x) * rows_per_cta + row_local;
+    if (out_n < p.n) {
+      const int warps = tpr / 32;
+      float sum = 0.0f;
+      for (int w = row_local * warps; w < (row_local + 1) * warps; ++w) sum += partial[w][r];
+      if (p.out_fp32) {
+        static_cast<float*>(p.out)[r * p.ldo + out_n] = sum;
+      } else {
+        AsDevice(static_cast<Bf16*>(p.out))[r * p.ldo + out_n] = __float2bfloat16_rn(sum);
+      }
     }
   }
 }

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "runtime/cuda/cuda_model_runner.h"
 #include "runtime/cuda/cuda_weights.h"
+#include "runtime/cuda/quant_mix.h"
 #include "runtime/model/model_config.h"
 
 struct CUstream_st;
@@ -16,10 +17,14 @@ using cudaStream_t = CUstream_st*;
 
 namespace tessera::runtime {
 
-// Values are N(0, 1)/sqrt(fan_in) matrices, norms near 1, layer scalars 1, from `seed`.
+// Values are N(0, 1)/sqrt(fan_in) matrices, norms near 1, layer scalars 1, from `seed`. With a
+// quantized `mix`, each text matrix is in the format llama-quantize gives it for that file type
+// (quant_mix.h), as random blocks (LaunchFillRandomBlocks: the bytes and layout of a real file,
+// values of no meaning); the media path stays bf16.
 struct RandomModelSpec {
   ModelConfig config;
   uint64_t seed = 1;
+  cuda::QuantMix mix = cuda::QuantMix::kBf16;
 };
 
 namespace cuda {
