@@ -11,6 +11,10 @@ bool BuiltWithCuda() { return true; }
 
 bool CudaDeviceVisible() { return runtime::CudaDeviceAvailable(); }
 
+absl::Status CudaModelSupported(const runtime::ModelConfig& config) {
+  return runtime::CudaModelSupported(config);
+}
+
 absl::StatusOr<std::unique_ptr<runtime::ModelRunner>> CreateCudaRunner(
     std::shared_ptr<const runtime::LoadedModel> model, const CudaServingOptions& options) {
   runtime::CudaRunnerOptions co;

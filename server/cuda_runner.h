@@ -30,6 +30,9 @@ struct CudaServingOptions {
 bool BuiltWithCuda();
 // True when built with CUDA and a GPU is visible.
 bool CudaDeviceVisible();
+// OK when the CUDA kernels cover `config` (attention shapes, weight formats); FailedPrecondition
+// when the binary was built without CUDA. --device=auto serves a model they do not cover on the CPU.
+absl::Status CudaModelSupported(const runtime::ModelConfig& config);
 // InvalidArgument for a model the CUDA kernels do not cover, Unavailable without a usable GPU,
 // FailedPrecondition when the binary was built without CUDA.
 absl::StatusOr<std::unique_ptr<runtime::ModelRunner>> CreateCudaRunner(

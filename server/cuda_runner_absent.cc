@@ -7,6 +7,10 @@ bool BuiltWithCuda() { return false; }
 
 bool CudaDeviceVisible() { return false; }
 
+absl::Status CudaModelSupported(const runtime::ModelConfig&) {
+  return absl::FailedPreconditionError("this server was built without CUDA");
+}
+
 absl::StatusOr<std::unique_ptr<runtime::ModelRunner>> CreateCudaRunner(
     std::shared_ptr<const runtime::LoadedModel>, const CudaServingOptions&) {
   return absl::FailedPreconditionError(

@@ -146,8 +146,7 @@ class EngineBackend : public Backend {
       auto runner = CreateCudaRunner(model_, co);
       if (runner.ok()) {
         runner_ = *std::move(runner);
-      } else if (options_.device == "auto" &&
-                 runner.status().code() == absl::StatusCode::kInvalidArgument) {
+      } else if (options_.device == "auto" && !CudaModelSupported(config).ok()) {
         // A model the CUDA kernels do not cover (e.g. an attention shape outside their closed
         // list): --device=auto serves it on the CPU, saying why.
         TESSERA_LOG(WARNING) << "--device=auto: serving on the CPU because the CUDA runner cannot "

@@ -28,4 +28,45 @@ TEST(GoldenCheckTest, FixtureVerdicts) {
   EXPECT_EQ(RunGoldenCheck("--model " + dir), 2);
 }
 
+// llama.cpp's logits files (testdata/gguf): each GGUF the CPU runner computes with matches
+// llama.cpp's logits on it within the tolerance of its weight types; the safetensors checkpoint the
+// quant-s GGUFs came from matches llama.cpp's f32 GGUF logits too.
+TEST(GoldenCheckTest, LlamaCppLogits) {
+  const std::string g = tessera::testing::FixturesDir() + "/gguf/";
+  for (const std::string f : {"gemma4-tiny/gemma4-tiny-f32", "gemma4-tiny/gemma4-tiny-bf16",
+                              "gemma4-quant-s/gemma4-quant-s-bf16"}) {
+    EXPECT_EQ(RunGoldenCheck("--model " + g + f + ".gguf --golden " + g + f +
+                             ".logits.safetensors --threads 1"),
+              0)
+        << f;
+  }
+  EXPECT_EQ(RunGoldenCheck("--model " + g + "gemma4-quant-s/hf --golden " + g +
+                           "gemma4-quant-s/gemma4-quant-s-f32.logits.safetensors"),
+            0);
+  // Another model's logits, or an impossible tolerance, fail.
+  EXPECT_EQ(RunGoldenCheck("--model " + g + "gemma4-tiny/gemma4-tiny-f32.gguf --golden " + g +
+                           "gemma4-quant-s/gemma4-quant-s-f32.logits.safetensors"),
+            1);
+  EXPECT_EQ(RunGoldenCheck("--model " + g + "gemma4-tiny/gemma4-tiny-f32.gguf --golden " + g +
+                           "gemma4-tiny/gemma4-tiny-f32.logits.safetensors --tolerance 1e-7"),
+            1);
+}
+
+TEST(GoldenCheckTest, DumpWritesTheSameFormat) {
+  const std::string g = tessera::testing::FixturesDir() + "/gguf/gemma4-tiny/";
+  const std::string dump = std::string(std::getenv("TEST_TMPDIR")) + "/tessera.logits.safetensors";
+  ASSERT_EQ(RunGoldenCheck("--model " + g + "gemma4-tiny-f32.gguf --golden " + g +
+                           "gemma4-tiny-f32.logits.safetensors --dump " + dump),
+            0);
+  // The dump is a logits file of the same ids: checking the model against it is exact.
+  EXPECT_EQ(RunGoldenCheck("--model " + g + "gemma4-tiny-f32.gguf --golden " + dump +
+                           " --tolerance 1e-30"),
+            0);
+  // --dump needs llama.cpp's layout.
+  EXPECT_EQ(RunGoldenCheck("--model " + tessera::testing::FixturesDir() + "/gemma4-tiny --golden " +
+                           tessera::testing::FixturesDir() +
+                           "/gemma4-tiny/golden.safetensors --dump " + dump),
+            2);
+}
+
 }  // namespace

@@ -9,8 +9,10 @@
 #       and prints the device `run` call to make. A target
 #       that fails to build is left out (and reported), so the others can still be checked.
 #   tools/gpu_check.sh run     (on the GPU host, from the repository root; needs no Bazel)
-#       Runs the device self-test, the kernel, GEMM, media, sampling and CUDA-runner tests,
-#       compute-sanitizer memcheck and racecheck on the kernel tests, and the two benchmarks; every
+#       Runs the device self-test, the kernel, GEMM, media, sampling, quantized-weight and
+#       CUDA-runner tests (the GGUF one against llama.cpp's logits in testdata/gguf), the model
+#       benchmark in bf16 and with Q4_K_M and Q8_0 weights, compute-sanitizer memcheck and
+#       racecheck on the kernel tests, and the kernel benchmark; every
 #       step under its own timeout and all of it within GPU_CHECK_BUDGET_S (default 540 s, under the
 #       device tool's 600 s per call). Writes $OUT/gpu_check.md (summary + benchmark tables) and the
 #       logs under $OUT.
@@ -28,7 +30,9 @@ targets=(
   //runtime/cuda:gemm_gpu_test
   //runtime/cuda:media_gpu_test
   //runtime/cuda:sampling_gpu_test
+  //runtime/cuda:quant_gpu_test
   //runtime/cuda:cuda_model_runner_gpu_test
+  //runtime/cuda:cuda_model_runner_gguf_gpu_test
   //runtime/cuda:kernels_bench
   //runtime/cuda:model_bench
 )
@@ -194,11 +198,16 @@ step kernels_gpu_test 120 "$bundle/kernels_gpu_test"
 step gemm_gpu_test 60 "$bundle/gemm_gpu_test"
 step media_gpu_test 45 "$bundle/media_gpu_test"
 step sampling_gpu_test 45 "$bundle/sampling_gpu_test"
+step quant_gpu_test 45 "$bundle/quant_gpu_test"
 step cuda_model_runner_gpu_test 60 "$bundle/cuda_model_runner_gpu_test"
-step model_bench 180 "$bundle/model_bench" --out="$out/model_bench.md"
+step cuda_model_runner_gguf_gpu_test 60 "$bundle/cuda_model_runner_gguf_gpu_test"
+step model_bench 150 "$bundle/model_bench" --out="$out/model_bench.md"
+step model_bench_q4_k_m 75 "$bundle/model_bench" --weights=q4_k_m --out="$out/model_bench_q4_k_m.md"
+step model_bench_q8_0 75 "$bundle/model_bench" --weights=q8_0 --out="$out/model_bench_q8_0.md"
 if [ -n "$sanitizer" ]; then
   step memcheck 150 "$sanitizer" --tool memcheck --error-exitcode 1 --leak-check full "$bundle/kernels_gpu_test"
   step racecheck 90 "$sanitizer" --tool racecheck --error-exitcode 1 "$bundle/kernels_gpu_test" --gtest_filter="$race_filter"
+  step memcheck_quant 60 "$sanitizer" --tool memcheck --error-exitcode 1 "$bundle/quant_gpu_test"
 else
   echo "| compute-sanitizer | not found | 0 |" >> "$summary"
 fi
@@ -208,12 +217,14 @@ step kernels_bench 90 "$bundle/kernels_bench" --out="$out/bench.md"
   echo
   echo "Failed steps: $failures; total $((SECONDS - t_start)) s"
   [ "$cublas_ok" -eq 1 ] || echo "(libcublasLt.so.13 was not found: see above)"
-  if [ -f "$out/model_bench.md" ]; then
-    echo
-    echo "## Model benchmark (model_bench)"
-    echo
-    cat "$out/model_bench.md"
-  fi
+  for mb in model_bench model_bench_q4_k_m model_bench_q8_0; do
+    if [ -f "$out/$mb.md" ]; then
+      echo
+      echo "## Model benchmark ($mb)"
+      echo
+      cat "$out/$mb.md"
+    fi
+  done
   if [ -f "$out/bench.md" ]; then
     echo
     echo "## Kernel benchmark (kernels_bench)"

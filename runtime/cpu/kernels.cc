@@ -7,21 +7,11 @@
 #include <cstring>
 #include <vector>
 
+#include "runtime/cpu/float_kernels.h"
+#include "runtime/cpu/quant_matmul.h"
+
 namespace tessera::runtime::cpu {
 namespace {
-
-inline __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 Load8(const uint16_t* p) {
-  __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-inline float Load1(const float* p) { return *p; }
-inline float Load1(const uint16_t* p) {
-  uint32_t bits = static_cast<uint32_t>(*p) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
 
 inline float HorizontalSum(__m256 v) {
   __m128 lo = _mm256_castps256_ps128(v);
@@ -34,150 +24,111 @@ inline float HorizontalSum(__m256 v) {
   return _mm_cvtss_f32(sums);
 }
 
-// NW weight rows x NT input rows of dot products over K. The summation order depends only on K,
-// so a given (row, output) pair gives the same bits whatever tile it falls in.
-template <int NW, int NT, typename WT>
-void MicroKernel(const WT* w, int64_t ldw, const float* x, int64_t ldx, int64_t K, float* y,
-                 int64_t ldy) {
-  // NOTE: the unroll pragmas keep acc/wv in registers; without them GCC -O2 leaves the small
-  // loops rolled and spills the accumulators to the stack every iteration (decode ran at 4.5 GB/s
-  // instead of streaming at memory speed).
-  __m256 acc[NW][NT];
-#pragma GCC unroll 4
-  for (int i = 0; i < NW; ++i)
-#pragma GCC unroll 4
-    for (int j = 0; j < NT; ++j) acc[i][j] = _mm256_setzero_ps();
-  const int64_t K8 = K & ~int64_t{7};
-  for (int64_t k = 0; k < K8; k += 8) {
-    __m256 wv[NW];
-#pragma GCC unroll 4
-    for (int i = 0; i < NW; ++i) wv[i] = Load8(w + i * ldw + k);
-#pragma GCC unroll 4
-    for (int j = 0; j < NT; ++j) {
-      __m256 xv = _mm256_loadu_ps(x + j * ldx + k);
-#pragma GCC unroll 4
-      for (int i = 0; i < NW; ++i) acc[i][j] = _mm256_fmadd_ps(wv[i], xv, acc[i][j]);
-    }
-  }
-#pragma GCC unroll 4
-  for (int i = 0; i < NW; ++i) {
-#pragma GCC unroll 4
-    for (int j = 0; j < NT; ++j) {
-      float s = HorizontalSum(acc[i][j]);
-      for (int64_t k = K8; k < K; ++k) s += Load1(w + i * ldw + k) * x[j * ldx + k];
-      y[j * ldy + i] = s;
-    }
+// Output rows per unit of parallel work (one weight tile).
+constexpr int64_t kUnitRows = 4;
+
+void FloatRange(KernelPath path, const float* x, int64_t T, const WeightMatrix& w, float* y,
+                int64_t ldy, int64_t n0, int64_t n1) {
+  switch (path) {
+    case KernelPath::kAvx512:
+      FloatMatMulAvx512(x, T, w, y, ldy, n0, n1);
+      break;
+    case KernelPath::kAvx2:
+      FloatMatMulAvx2(x, T, w, y, ldy, n0, n1);
+      break;
+    default:
+      FloatMatMulPortable(x, T, w, y, ldy, n0, n1);
   }
 }
 
-template <typename WT>
-using KernelFn = void (*)(const WT*, int64_t, const float*, int64_t, int64_t, float*, int64_t);
-
-template <typename WT>
-KernelFn<WT> PickKernel(int nw, int nt) {
-  static const KernelFn<WT> table[4][3] = {
-      {MicroKernel<1, 1, WT>, MicroKernel<1, 2, WT>, MicroKernel<1, 3, WT>},
-      {MicroKernel<2, 1, WT>, MicroKernel<2, 2, WT>, MicroKernel<2, 3, WT>},
-      {MicroKernel<3, 1, WT>, MicroKernel<3, 2, WT>, MicroKernel<3, 3, WT>},
-      {MicroKernel<4, 1, WT>, MicroKernel<4, 2, WT>, MicroKernel<4, 3, WT>},
-  };
-  return table[nw - 1][nt - 1];
-}
-
-constexpr int kTileW = 4;
-constexpr int kTileT = 3;
-
-template <typename WT>
-void RunTiles(const WT* w, int64_t ldw, int64_t nw, const float* x, int64_t T, int64_t K, float* y,
-              int64_t ldy) {
-  for (int64_t t = 0; t < T; t += kTileT) {
-    const int nt = static_cast<int>(std::min<int64_t>(kTileT, T - t));
-    PickKernel<WT>(static_cast<int>(nw), nt)(w, ldw, x + t * K, K, K, y + t * ldy, ldy);
-  }
+// Activation rows per pass over the weights: enough that a weight tile is reused many times, few
+// enough that the rows stay in L2 (~256 KiB of activations) while every tile streams past them.
+int64_t RowsPerPass(DotFamily family, int64_t T, int64_t K) {
+  const int64_t bytes_per_row = family == DotFamily::kFloat ? 4 * K : K;
+  const int64_t rows =
+      std::max<int64_t>(12, (int64_t{256} << 10) / std::max<int64_t>(1, bytes_per_row));
+  return std::min(T, rows / 12 * 12);
 }
 
 }  // namespace
 
-void MatMulRange(const float* x, int64_t T, const WeightMatrix& w, float* y, int64_t ldy,
-                 int64_t n_begin, int64_t n_end) {
-  const int64_t K = w.cols;
-  if (w.type == WeightMatrix::Type::kF32) {
-    const float* base = static_cast<const float*>(w.data);
-    for (int64_t n = n_begin; n < n_end; n += kTileW) {
-      const int64_t nw = std::min<int64_t>(kTileW, n_end - n);
-      RunTiles(base + n * K, K, nw, x, T, K, y + n, ldy);
-    }
-    return;
+void MatMulMany(const float* x, int64_t T, const std::vector<MatMulJob>& jobs, ThreadPool* pool,
+                KernelPath path) {
+  if (T <= 0 || jobs.empty()) return;
+  // Activations quantized once per format the jobs need (on the calling thread's buffers; the
+  // workers only read them).
+  thread_local ActivationBuffer blocks32, super_blocks;
+  const int64_t K = jobs[0].w->cols;
+  bool need32 = false, need256 = false, all_float = true;
+  for (const MatMulJob& j : jobs) {
+    const DotFamily f = FamilyOf(j.w->type);
+    need32 |= f == DotFamily::kBlocks32;
+    need256 |= f == DotFamily::kSuperBlocks;
+    all_float &= f == DotFamily::kFloat;
   }
-  const uint16_t* base = static_cast<const uint16_t*>(w.data);
-  if (T <= 2) {
-    // Decode: stream the bf16 rows once, widening in registers (memory bound).
-    for (int64_t n = n_begin; n < n_end; n += kTileW) {
-      const int64_t nw = std::min<int64_t>(kTileW, n_end - n);
-      RunTiles(base + n * K, K, nw, x, T, K, y + n, ldy);
-    }
-    return;
+  if (need32) blocks32.Quantize(QuantizedRows::Kind::kQ8_0, x, T, K, K, pool);
+  if (need256) super_blocks.Quantize(QuantizedRows::Kind::kQ8_K, x, T, K, K, pool);
+  // Plain pointers for the workers: inside the loop body a thread_local name would be the worker's.
+  const QuantizedRows* rows32 = &blocks32.rows();
+  const QuantizedRows* rows256 = &super_blocks.rows();
+
+  // Units of kUnitRows output rows, numbered across the jobs in order.
+  std::vector<int64_t> first_unit(jobs.size() + 1, 0);
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    first_unit[j + 1] = first_unit[j] + (jobs[j].w->rows + kUnitRows - 1) / kUnitRows;
   }
-  // Prefill / batched decode: widen kTileW rows once into a cache-resident fp32 tile, then reuse
-  // it for every input row. Same summation order as the direct path (products of the same fp32
-  // values), so results do not depend on T.
-  thread_local std::vector<float> tile;
-  tile.resize(kTileW * K);
-  for (int64_t n = n_begin; n < n_end; n += kTileW) {
-    const int64_t nw = std::min<int64_t>(kTileW, n_end - n);
-    for (int64_t i = 0; i < nw; ++i) {
-      const uint16_t* src = base + (n + i) * K;
-      float* dst = tile.data() + i * K;
-      int64_t k = 0;
-      for (; k + 8 <= K; k += 8) _mm256_storeu_ps(dst + k, Load8(src + k));
-      for (; k < K; ++k) dst[k] = Load1(src + k);
+  const int64_t units = first_unit.back();
+  const int64_t pass_rows = RowsPerPass(all_float ? DotFamily::kFloat : DotFamily::kBlocks32, T, K);
+  for (int64_t t0 = 0; t0 < T; t0 += pass_rows) {
+    const int64_t t1 = std::min(T, t0 + pass_rows);
+    // NOTE: below ~64K multiply-adds per chunk the wake-up costs more than it saves.
+    const int64_t work_per_unit = std::max<int64_t>(1, kUnitRows * K * (t1 - t0));
+    const int64_t min_units = std::max<int64_t>(1, (1 << 16) / work_per_unit);
+    auto body = [&](int64_t u0, int64_t u1) {
+      for (size_t j = 0; j < jobs.size(); ++j) {
+        const int64_t a = std::max(u0, first_unit[j]), b = std::min(u1, first_unit[j + 1]);
+        if (a >= b) continue;
+        const MatMulJob& job = jobs[j];
+        const int64_t n0 = (a - first_unit[j]) * kUnitRows;
+        const int64_t n1 = std::min(job.w->rows, (b - first_unit[j]) * kUnitRows);
+        switch (FamilyOf(job.w->type)) {
+          case DotFamily::kFloat:
+            FloatRange(path, x + t0 * K, t1 - t0, *job.w, job.y + t0 * job.ldy, job.ldy, n0, n1);
+            break;
+          case DotFamily::kBlocks32:
+            QuantMatMulRange(path, *rows32, *job.w, t0, t1, job.y, job.ldy, n0, n1);
+            break;
+          case DotFamily::kSuperBlocks:
+            QuantMatMulRange(path, *rows256, *job.w, t0, t1, job.y, job.ldy, n0, n1);
+            break;
+        }
+      }
+    };
+    if (pool == nullptr) {
+      body(0, units);
+    } else {
+      pool->ParallelFor(units, min_units, body);
     }
-    RunTiles(tile.data(), K, nw, x, T, K, y + n, ldy);
   }
 }
 
 void MatMul(const float* x, int64_t T, const WeightMatrix& w, float* y, int64_t ldy,
-            ThreadPool* pool) {
-  const int64_t N = w.rows;
-  const int64_t units = (N + kTileW - 1) / kTileW;
-  // NOTE: below ~64K multiply-adds per thread the wake-up costs more than it saves.
-  const int64_t work_per_unit = std::max<int64_t>(1, kTileW * w.cols * T);
-  const int64_t min_units = std::max<int64_t>(1, (1 << 16) / work_per_unit);
-  auto body = [&](int64_t u0, int64_t u1) {
-    MatMulRange(x, T, w, y, ldy, u0 * kTileW, std::min(N, u1 * kTileW));
-  };
-  if (pool == nullptr) {
-    body(0, units);
-  } else {
-    pool->ParallelFor(units, min_units, body);
-  }
+            ThreadPool* pool, KernelPath path) {
+  MatMulMany(x, T, {{&w, y, ldy}}, pool, path);
 }
 
-void MatMulMany(const float* x, int64_t T, const std::vector<MatMulJob>& jobs, ThreadPool* pool) {
-  // Units of kTileW output rows, numbered across the jobs in order.
-  std::vector<int64_t> first_unit(jobs.size() + 1, 0);
-  int64_t cols = 0;
-  for (size_t j = 0; j < jobs.size(); ++j) {
-    first_unit[j + 1] = first_unit[j] + (jobs[j].w->rows + kTileW - 1) / kTileW;
-    cols = std::max(cols, jobs[j].w->cols);
+void MatMulRange(const float* x, int64_t T, const WeightMatrix& w, float* y, int64_t ldy,
+                 int64_t n_begin, int64_t n_end, KernelPath path) {
+  const DotFamily family = FamilyOf(w.type);
+  if (family == DotFamily::kFloat) {
+    FloatRange(path, x, T, w, y, ldy, n_begin, n_end);
+    return;
   }
-  const int64_t units = first_unit.back();
-  const int64_t work_per_unit = std::max<int64_t>(1, kTileW * cols * T);
-  const int64_t min_units = std::max<int64_t>(1, (1 << 16) / work_per_unit);
-  auto body = [&](int64_t u0, int64_t u1) {
-    for (size_t j = 0; j < jobs.size(); ++j) {
-      const int64_t a = std::max(u0, first_unit[j]), b = std::min(u1, first_unit[j + 1]);
-      if (a >= b) continue;
-      const MatMulJob& job = jobs[j];
-      MatMulRange(x, T, *job.w, job.y, job.ldy, (a - first_unit[j]) * kTileW,
-                  std::min(job.w->rows, (b - first_unit[j]) * kTileW));
-    }
-  };
-  if (pool == nullptr) {
-    body(0, units);
-  } else {
-    pool->ParallelFor(units, min_units, body);
-  }
+  ActivationBuffer act;
+  act.Quantize(
+      family == DotFamily::kBlocks32 ? QuantizedRows::Kind::kQ8_0 : QuantizedRows::Kind::kQ8_K, x,
+      T, w.cols, w.cols, nullptr);
+  QuantMatMulRange(path, act.rows(), w, 0, T, y, ldy, n_begin, n_end);
 }
 
 float Dot(const float* a, const float* b, int64_t n) {

@@ -6,6 +6,7 @@
 
 #include "gtest/gtest.h"
 #include "runtime/model/safetensors.h"
+#include "runtime/quant/ggml_type.h"
 
 namespace tessera::runtime::cpu {
 namespace {
@@ -136,6 +137,63 @@ TEST(KernelsTest, MatMulManyEqualsSeparateMatMuls) {
   }
   MatMulMany(x.data(), T, jobs, &pool);
   for (int j = 0; j < 3; ++j) EXPECT_EQ(together[j], apart[j]) << j;
+}
+
+}  // namespace
+}  // namespace tessera::runtime::cpu
+
+namespace tessera::runtime::cpu {
+namespace {
+
+// Float weights on every path: AVX-512 runs the portable kernel's 16-lane sum exactly; AVX2 sums
+// in 8 lanes, so it agrees to fp32 rounding (~sqrt(K) ulps of the magnitude sum). Each path keeps
+// rows independent of the batch.
+TEST(KernelsTest, FloatWeightsOnEveryPath) {
+  std::mt19937 rng(17);
+  std::normal_distribution<float> dist;
+  ThreadPool pool(2);
+  for (auto type :
+       {WeightMatrix::Type::kF32, WeightMatrix::Type::kBF16, WeightMatrix::Type::kF16}) {
+    for (int64_t K : {5, 16, 40, 256}) {
+      const int64_t N = 9, T = 8;
+      std::vector<float> x(T * K), wf(N * K);
+      std::vector<uint16_t> wh(N * K);
+      for (float& v : x) v = dist(rng);
+      for (size_t i = 0; i < wf.size(); ++i) {
+        const float v = dist(rng);
+        if (type == WeightMatrix::Type::kBF16) wh[i] = FloatToBf16(v);
+        if (type == WeightMatrix::Type::kF16) wh[i] = quant::FloatToFp16(v);
+        wf[i] = v;
+      }
+      const void* data =
+          type == WeightMatrix::Type::kF32 ? static_cast<const void*>(wf.data()) : wh.data();
+      const WeightMatrix w{type, data, N, K};
+      std::vector<float> ref(T * N);
+      MatMul(x.data(), T, w, ref.data(), N, nullptr, KernelPath::kPortable);
+      for (KernelPath path : SupportedKernelPaths()) {
+        std::vector<float> y(T * N), one(N);
+        MatMul(x.data(), T, w, y.data(), N, &pool, path);
+        std::vector<float> row(K);
+        for (int64_t n = 0; n < N; ++n) {
+          w.RowToFloat(n, row.data());
+          for (int64_t t = 0; t < T; ++t) {
+            double mag = 0;
+            for (int64_t k = 0; k < K; ++k) mag += std::fabs(row[k] * x[t * K + k]);
+            if (path == KernelPath::kAvx2) {
+              EXPECT_NEAR(y[t * N + n], ref[t * N + n], 1.2e-7 * (8 + K) * mag);
+            } else {
+              EXPECT_EQ(y[t * N + n], ref[t * N + n])
+                  << KernelPathName(path) << " K=" << K << " type " << quant::TypeName(type);
+            }
+          }
+        }
+        for (int64_t t = 0; t < T; ++t) {
+          MatMul(x.data() + t * K, 1, w, one.data(), N, nullptr, path);
+          for (int64_t n = 0; n < N; ++n) EXPECT_EQ(one[n], y[t * N + n]) << KernelPathName(path);
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -17,16 +17,15 @@ absl::Status RunPagedAttention(const AttentionParams& p, cudaStream_t stream);
 
 namespace {
 
-constexpr int kMaxSplits = 256;
-
 // Query rows per prefill CTA: 16 query vectors per CTA (4 per warp) whatever the group size.
 template <int GROUP>
 constexpr int PrefillRows() {
   return GROUP >= 16 ? 1 : 16 / GROUP;
 }
 
-// THE dispatch: the closed list of shapes. Adding a shape means adding it here and instantiating it
-// in an attention_instances_*.cu file.
+// THE dispatch over attention_shapes.h's list (ValidateAttention has checked the shape against it);
+// adding a shape means adding it there, here, and instantiating it in an attention_instances_*.cu
+// file.
 template <bool kDecode>
 absl::Status Dispatch(const AttentionParams& p, cudaStream_t stream) {
   using attention_internal::RunPagedAttention;
@@ -39,27 +38,16 @@ absl::Status Dispatch(const AttentionParams& p, cudaStream_t stream) {
     return RunPagedAttention < 16, 2, kDecode ? 1 : PrefillRows<2>() > (p, stream);
   if (d == 32 && g == 4)
     return RunPagedAttention < 32, 4, kDecode ? 1 : PrefillRows<4>() > (p, stream);
-  return absl::InvalidArgumentError(
-      absl::StrCat("paged attention: unsupported shape head_dim=", d, " with ", g,
-                   " query heads per KV head; supported: 256/2 and 512/16 (Gemma 4 12B), 16/2 and "
-                   "32/4 (gemma4-tiny)"));
+  if (d == 64 && g == 2)
+    return RunPagedAttention < 64, 2, kDecode ? 1 : PrefillRows<2>() > (p, stream);
+  if (d == 128 && g == 4)
+    return RunPagedAttention < 128, 4, kDecode ? 1 : PrefillRows<4>() > (p, stream);
+  return absl::InternalError(absl::StrCat("paged attention: shape head_dim=", d, " with ", g,
+                                          " query heads per KV head is listed in "
+                                          "attention_shapes.cc but not dispatched"));
 }
 
 }  // namespace
-
-int64_t AttentionWorkspaceFloats(int32_t total_rows, int32_t num_q_heads, int32_t head_dim,
-                                 int32_t num_splits) {
-  if (num_splits <= 1) return 0;
-  return static_cast<int64_t>(num_splits) * total_rows * num_q_heads * (head_dim + 2);
-}
-
-int32_t ChooseDecodeSplits(int32_t num_seqs, int32_t num_kv_heads, int32_t max_kv_len,
-                           int32_t num_sms, int32_t min_keys_per_split) {
-  const int64_t ctas = std::max<int64_t>(1, static_cast<int64_t>(num_seqs) * num_kv_heads);
-  const int64_t want = std::max<int64_t>(1, (2LL * num_sms + ctas - 1) / ctas);
-  const int64_t cap = std::max<int64_t>(1, max_kv_len / std::max(1, min_keys_per_split));
-  return static_cast<int32_t>(std::min<int64_t>({want, cap, kMaxSplits}));
-}
 
 absl::Status ValidateAttention(const AttentionParams& p) {
   if (p.kv.num_kv_heads <= 0 || p.num_q_heads <= 0 || p.num_q_heads % p.kv.num_kv_heads != 0) {
@@ -68,12 +56,10 @@ absl::Status ValidateAttention(const AttentionParams& p) {
                                                    p.kv.num_kv_heads, " KV heads"));
   }
   const int d = p.kv.head_dim, g = p.num_q_heads / p.kv.num_kv_heads;
-  if (!((d == 256 && g == 2) || (d == 512 && g == 16) || (d == 16 && g == 2) ||
-        (d == 32 && g == 4))) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "paged attention: unsupported shape head_dim=", d, " with ", g,
-        " query heads per KV head; supported: 256/2 and 512/16 (Gemma 4 12B), 16/2 and 32/4 "
-        "(gemma4-tiny)"));
+  if (!AttentionShapeSupported(d, g)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("paged attention: unsupported shape head_dim=", d, " with ", g,
+                     " query heads per KV head; supported: ", SupportedAttentionShapes()));
   }
   if (p.kv.block_size < 1 || p.kv.block_size > 256) {
     return absl::InvalidArgumentError(
@@ -105,9 +91,9 @@ absl::Status ValidateAttention(const AttentionParams& p) {
       reinterpret_cast<uintptr_t>(p.kv.pool) % 16 != 0) {
     return absl::InvalidArgumentError("paged attention: q and the KV pool must be 16-byte aligned");
   }
-  if (p.num_splits < 1 || p.num_splits > kMaxSplits) {
+  if (p.num_splits < 1 || p.num_splits > kMaxAttentionSplits) {
     return absl::InvalidArgumentError(absl::StrCat("paged attention: num_splits ", p.num_splits,
-                                                   " is outside [1, ", kMaxSplits, "]"));
+                                                   " is outside [1, ", kMaxAttentionSplits, "]"));
   }
   if (p.num_splits > 1 && p.workspace == nullptr) {
     return absl::InvalidArgumentError("paged attention: num_splits > 1 needs a workspace");

@@ -12,7 +12,9 @@
 //
 // Lane mapping of a head_dim vector: for head_dim >= 256, lane L owns dims c * 256 + 8 L + i
 // (c < head_dim / 256, i < 8): one 16-byte vector per chunk, conflict-free in shared memory. For
-// the tiny fixture's head_dim 16 / 32, lane L owns dim L (lanes >= head_dim idle).
+// head_dim 64 / 128 (the gemma4-quant-s GGUF fixture), lane L owns dims [L v, L v + v), v =
+// head_dim / 32. For the tiny fixture's head_dim 16 / 32, lane L owns dim L (lanes >= head_dim
+// idle).
 //
 // NOTE: this is the SIMT first version; scores and P*V run on CUDA cores in fp32. Decode is
 // memory-bound and fits this; prefill at 12B scale wants a tensor-core (wgmma) kernel, measured by
@@ -36,14 +38,17 @@ constexpr float kNoScore = -1e30f;
 
 template <int D>
 struct LaneDims {
-  static_assert(D % 256 == 0 || D <= 32, "head_dim must be a multiple of 256 or at most 32");
-  static constexpr int kVec = D >= 256 ? 8 : 1;  // Contiguous dims per chunk.
+  static_assert(D % 256 == 0 || D <= 32 || (D % 32 == 0 && D < 256),
+                "head_dim must be a multiple of 256, a multiple of 32 below 256, or at most 32");
+  // head_dim >= 256: 8 contiguous dims per 256-dim chunk; 32 < head_dim < 256: head_dim / 32
+  // contiguous dims; head_dim <= 32: one dim.
+  static constexpr int kVec = D >= 256 ? 8 : (D > 32 ? D / 32 : 1);  // Contiguous dims per chunk.
   static constexpr int kChunks = D >= 256 ? D / 256 : 1;
   static constexpr int kPerLane = kVec * kChunks;  // Floats per lane.
   __device__ static __forceinline__ int Dim(int lane, int c, int i) {
-    return D >= 256 ? c * 256 + lane * 8 + i : lane;
+    return D >= 256 ? c * 256 + lane * 8 + i : (D > 32 ? lane * kVec + i : lane);
   }
-  __device__ static __forceinline__ bool Active(int lane) { return D >= 256 || lane < D; }
+  __device__ static __forceinline__ bool Active(int lane) { return D > 32 || lane < D; }
   // Reads this lane's dims of a bf16 vector (global or shared memory) as floats; 0 when idle.
   __device__ static __forceinline__ void Read(const __nv_bfloat16* v, int lane, float* out) {
     if constexpr (D >= 256) {
@@ -58,6 +63,9 @@ struct LaneDims {
           out[c * 8 + 2 * i + 1] = f.y;
         }
       }
+    } else if constexpr (D > 32) {
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) out[i] = __bfloat162float(v[lane * kVec + i]);
     } else {
       out[0] = lane < D ? __bfloat162float(v[lane]) : 0.0f;
     }

@@ -8,17 +8,14 @@
 // global layers pass window 0 and no spans (strictly causal). The scale is a parameter (Gemma
 // 4: 1.0).
 //
-// Supported shapes (the closed list in attention.cu; anything else is InvalidArgument):
-//   head_dim 256, 2 query heads per KV head   (Gemma 4 12B sliding layers: 16 q / 8 kv heads)
-//   head_dim 512, 16 query heads per KV head  (Gemma 4 12B global layers: 16 q / 1 kv head)
-//   head_dim 16,  2 query heads per KV head   (gemma4-tiny fixture, sliding layers)
-//   head_dim 32,  4 query heads per KV head   (gemma4-tiny fixture, global layer)
+// Supported shapes: the closed list of attention_shapes.h (anything else is InvalidArgument).
 // Any block_size from 1 to 256 works (the kernels gather per token through the block table).
 #pragma once
 
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "runtime/cuda/attention_shapes.h"
 #include "runtime/cuda/bf16.h"
 #include "runtime/cuda/paged_kv.h"
 
@@ -68,14 +65,7 @@ struct AttentionParams {
   float* workspace = nullptr;
 };
 
-// Floats of workspace a split attention call needs (0 when num_splits == 1).
-int64_t AttentionWorkspaceFloats(int32_t total_rows, int32_t num_q_heads, int32_t head_dim,
-                                 int32_t num_splits);
-
-// A num_splits for decode that fills the GPU: enough CTAs for ~2 waves over `num_sms`, each split
-// keeping at least `min_keys_per_split` keys. Host-only arithmetic.
-int32_t ChooseDecodeSplits(int32_t num_seqs, int32_t num_kv_heads, int32_t max_kv_len,
-                           int32_t num_sms, int32_t min_keys_per_split = 256);
+// AttentionWorkspaceFloats() and ChooseDecodeSplits(): attention_shapes.h.
 
 // Checks the shapes against the closed list and the pointers for null; InvalidArgument otherwise.
 absl::Status ValidateAttention(const AttentionParams& p);

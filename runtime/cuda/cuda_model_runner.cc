@@ -1,23 +1,26 @@
-// The CUDA ModelRunner (cuda_model_runner.h). One step:
+// The CUDA ModelRunner (cuda_model_runner.h). One step (Execute) is a short sequence of named
+// parts:
 //
-//   host: validate the plan, lay out the step (rows, positions, slots, block tables, spans, the
-//         rows whose logits are wanted) in pinned memory, copy it to the device in one go per
-//         array;
-//   GPU:  embed tokens, project media rows into their embedding rows, then per layer
-//         QKV GEMM -> QK-norm + RoPE + V-norm + KV write -> paged attention -> O GEMM ->
+//   host: validate the plan; plan the step (step_planner.h: its shape, the GPU/CPU sample split,
+//         the rows' metadata written into pinned memory); copy the metadata to the device in one
+//         go per array;
+//   GPU:  the forward pass (EnqueueForward), through the graph cache for decode steps
+//         (graph_cache.h): embed tokens, project media rows into their embedding rows, then per
+//         layer QKV GEMM -> QK-norm + RoPE + V-norm + KV write -> paged attention -> O GEMM ->
 //         post-attention norm + residual (+ pre-FFW norm) -> gate|up GEMM -> GeGLU -> down GEMM ->
 //         post-FFW norm + residual + layer scalar (+ the next layer's input norm, or the final
-//         norm after the last layer); then the logits of the wanted rows, softcap, sampling;
-//   host: read back the sampled tokens (and requested logits rows) with one stream sync.
+//         norm after the last layer); then the logits of the GPU-sampled rows, softcap, sampling;
+//   host: read back the sampled tokens with one stream sync; then the logits rows the host needs
+//         (requested rows, CPU-sampled rows) in chunks, and the CPU samples.
 //
-// Decode-only steps run the GPU part as a CUDA graph per (padded batch, block-table width).
+// The weights are made before the runtime buffers (cuda_weights.h from a checkpoint;
+// random_weights.h for benchmarks), so the KV pools take what is left.
 #include "runtime/cuda/cuda_model_runner.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -25,17 +28,23 @@
 #include "base/logging.h"
 #include "base/status_macros.h"
 #include "runtime/cuda/attention.h"
+#include "runtime/cuda/attention_shapes.h"
 #include "runtime/cuda/bf16.h"
+#include "runtime/cuda/cuda_weights.h"
 #include "runtime/cuda/device.h"
 #include "runtime/cuda/device_memory.h"
 #include "runtime/cuda/gemm.h"
+#include "runtime/cuda/graph_cache.h"
 #include "runtime/cuda/media.h"
+#include "runtime/cuda/memory_plan.h"
 #include "runtime/cuda/norm.h"
 #include "runtime/cuda/paged_kv.h"
 #include "runtime/cuda/pointwise.h"
-#include "runtime/cuda/random_fill.h"
+#include "runtime/cuda/projection.h"
+#include "runtime/cuda/quant.h"
 #include "runtime/cuda/rope_kv.h"
 #include "runtime/cuda/sampling.h"
+#include "runtime/cuda/step_planner.h"
 #include "runtime/cuda/stream.h"
 #include "runtime/plan_validation.h"
 #include "runtime/sampler.h"
@@ -48,24 +57,8 @@ using cu::DeviceBuffer;
 
 namespace {
 
-// Batch sizes decode graphs are captured for; a step pads up to the next one.
-constexpr int32_t kGraphBatches[] = {1,  2,  4,   8,   16,  24,  32,  48, 64,
-                                     80, 96, 112, 128, 160, 192, 224, 256};
-
-// Rows of logits computed per GEMM when a plan asks for many logits rows (prompt logprobs, tests).
-constexpr int32_t kLogitsChunkRows = 64;
-
-// Penalty entries (distinct context tokens of sampled rows) the device buffer holds per step; a
-// step with more samples its rows on the CPU from downloaded logits.
-constexpr int64_t kMaxPenaltyEntries = int64_t{1} << 20;
-
-// The supported attention shapes (attention.h's closed list), for a clear error at creation.
-bool AttentionShapeSupported(int32_t head_dim, int32_t group) {
-  return (head_dim == 256 && group == 2) || (head_dim == 512 && group == 16) ||
-         (head_dim == 16 && group == 2) || (head_dim == 32 && group == 4);
-}
-
-int64_t RoundUp(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+using cu::kLogitsChunkRows;
+using cu::kMaxPenaltyEntries;
 
 // A host-side array that lives at an offset of the step's pinned staging buffer and of the
 // matching device buffer.
@@ -76,40 +69,43 @@ struct Mirror {
   int64_t capacity = 0;
 };
 
-}  // namespace
+// The graph cache's capture through the runner's stream (stream.h).
+class StreamGraph : public cu::CapturedGraph {
+ public:
+  StreamGraph(std::unique_ptr<cu::Graph> graph, cudaStream_t stream)
+      : graph_(std::move(graph)), stream_(stream) {}
+  absl::Status Launch() override { return graph_->Launch(stream_); }
 
-struct LayerDevice {
-  DeviceBuffer qkv;       // [qd + kd (+ kd), H]
-  DeviceBuffer o;         // [H, qd]
-  DeviceBuffer gate_up;   // [2I, H]
-  DeviceBuffer down;      // [H, I]
-  DeviceBuffer norms;     // input, post_attn, pre_ffw, post_ffw [4][H], q_norm, k_norm [2][hd],
-                          // layer scalar [1], as bf16
-  DeviceBuffer inv_freq;  // [hd / 2] fp32
-  int64_t qd = 0, kd = 0, qkv_width = 0;  // Query, K (and V) widths; fused QKV width.
-  void SetShape(int32_t num_heads, const LayerConfig& lc) {
-    qd = int64_t{num_heads} * lc.head_dim;
-    kd = int64_t{lc.num_kv_heads} * lc.head_dim;
-    qkv_width = qd + kd * (lc.k_eq_v ? 1 : 2);
-  }
-  const Bf16* norm(int i, int64_t H) const { return norms.as<Bf16>() + i * H; }
+ private:
+  std::unique_ptr<cu::Graph> graph_;
+  cudaStream_t stream_;
 };
+
+class StreamCapturer : public cu::GraphCapturer {
+ public:
+  explicit StreamCapturer(cudaStream_t stream) : stream_(stream) {}
+  absl::Status Begin() override { return cu::Graph::BeginCapture(stream_); }
+  absl::StatusOr<std::unique_ptr<cu::CapturedGraph>> End() override {
+    auto graph = cu::Graph::EndCapture(stream_);
+    if (!graph.ok()) return graph.status();
+    return std::unique_ptr<cu::CapturedGraph>(new StreamGraph(std::move(*graph), stream_));
+  }
+  void ClearError() override { cu::ClearLastError(); }
+
+ private:
+  cudaStream_t stream_;
+};
+
+}  // namespace
 
 class CudaModelRunner::Impl {
  public:
   absl::Status Init(const ModelConfig& config, const CudaRunnerOptions& options);
-  absl::Status UploadWeights(const LoadedModel& model);
-  absl::Status RandomWeights(uint64_t seed);
   absl::Status AllocateRuntime();
-  // A weight buffer, counted in weight_bytes_; ResourceExhausted naming the device when full.
-  absl::Status AllocateWeight(DeviceBuffer* b, int64_t bytes);
-  // The layer's RoPE frequencies (rope_kv.h RopeInvFreq, as the CPU runner computes them), rounded
-  // to bf16 when the model's constants are, uploaded into d->inv_freq.
-  absl::Status UploadInvFreq(const LayerConfig& lc, bool bf16_constants, LayerDevice* d);
   absl::Status Execute(const BatchPlan& plan, StepOutput* out);
   absl::Status ValidatePlan(const BatchPlan& plan) const;
-  absl::Status EnqueueMedia(const MediaRows& m, int64_t first_row);
   absl::Status GrowMedia(int64_t rows);
+  absl::Status EnqueueMedia(const MediaRows& m, int64_t first_row);
 
   ModelConfig config_;
   CudaRunnerOptions options_;
@@ -119,17 +115,9 @@ class CudaModelRunner::Impl {
   int num_sms_ = 132;
   KvCacheSpec spec_;
   std::vector<int32_t> layer_group_, layer_in_group_;
-  uint64_t weight_bytes_ = 0, kv_bytes_ = 0, graph_steps_ = 0;
+  uint64_t kv_bytes_ = 0;
 
-  // Weights.
-  DeviceBuffer embed_;       // [V, H] bf16
-  DeviceBuffer final_norm_;  // [H] bf16
-  float embed_scale_ = 1.0f;
-  std::vector<LayerDevice> layers_;
-  bool has_vision_ = false, has_audio_ = false;
-  DeviceBuffer v_ln1_w_, v_ln1_b_, v_dense_, v_dense_b_, v_ln2_w_, v_ln2_b_, v_pos_, v_posn_w_,
-      v_posn_b_, v_proj_;  // fp32 vectors, bf16 matrices
-  DeviceBuffer a_proj_;    // [H, 640] bf16
+  std::unique_ptr<cu::DeviceWeights> w_;
 
   // KV pools, one per group, each with one extra zeroed block (id num_blocks) that padding rows of
   // graph steps read.
@@ -138,9 +126,11 @@ class CudaModelRunner::Impl {
   // Runtime.
   std::unique_ptr<cu::Stream> stream_;
   std::unique_ptr<cu::GemmRunner> gemm_;
-  int64_t max_qd_ = 0, max_qkv_ = 0, max_table_ = 0;
+  int64_t max_table_ = 0;
   DeviceBuffer h_, x_, qkv_, attn_, o_, gu_, act_, gathered_, logits_, attn_ws_, sample_ws_;
   DeviceBuffer meta_dev_, penalties_dev_, out_dev_;
+  DeviceBuffer dequant_scratch_, q8_1_scratch_;  // Quantized weights only.
+  std::unique_ptr<cu::Projector> projector_;
   cu::PinnedBuffer meta_host_, penalties_host_, out_host_;
   Mirror<int32_t> ids_, positions_, row_start_, start_pos_, bidi_begin_, bidi_end_;
   Mirror<int32_t> gather_;  // Step rows whose logits are computed, for the gather.
@@ -153,80 +143,59 @@ class CudaModelRunner::Impl {
   // Media staging, grown on demand (eager steps only).
   DeviceBuffer media_in_, media_a_, media_d_, media_e_, media_pos_;
 
-  // Graphs by (padded batch, table width); a key is captured the second time it is seen (the
-  // first run is eager and warms the GEMM algorithm cache for its shapes).
-  std::map<std::pair<int32_t, int32_t>, std::unique_ptr<cu::Graph>> graphs_;
-  // Keys whose capture failed once run eagerly from then on (the failure is logged once).
-  enum class GraphState { kCold, kWarm, kEager };
-  std::map<std::pair<int32_t, int32_t>, GraphState> graph_state_;
-  // Penalty entry index per token, valid where stamp == the current sequence's stamp.
-  std::vector<int32_t> penalty_slot_;
-  std::vector<uint32_t> penalty_stamp_;
-  uint32_t stamp_ = 0;
+  // The step planner writes into the pinned mirrors (arrays_).
+  std::unique_ptr<cu::StepPlanner> planner_;
+  cu::StepArrays arrays_;
+  std::unique_ptr<StreamCapturer> capturer_;
+  std::unique_ptr<cu::GraphCache> graphs_;
 
  private:
-  struct StepShape {
-    int32_t rows = 0;
-    int32_t seqs = 0;
-    int32_t table_width = 0;
-    int32_t max_rows_per_seq = 1;
-    bool decode = false;
-    bool bidi = false;
-    int32_t sample_rows = 0;          // Rows sampled on the GPU: logits rows [0, sample_rows).
-    bool gathered = false;            // Sample rows are gathered (else rows [0, sample_rows) of x).
-    std::vector<int32_t> sample_src;  // Source row of each sample row when gathered.
-    std::vector<int32_t> splits;      // Decode splits per group.
-  };
-
-  int32_t LayOutRows(const BatchPlan& plan, int32_t S_run, int32_t width,
-                     std::vector<int64_t>* seq_row0);
-  int64_t BuildPenaltyEntries(const BatchPlan& plan, std::vector<int32_t>* gpu_sample_seqs,
-                              std::vector<bool>* cpu_sample, std::vector<int32_t>* pen_begin,
-                              std::vector<int32_t>* pen_end);
-  absl::Status UploadMeta(int32_t rows, int32_t seqs, int32_t table_width, int64_t penalties);
-  absl::Status EnqueueForward(const StepShape& shape, const BatchPlan* plan,
-                              const std::vector<int64_t>& seq_row0);
-  // out[m, n] = x[m, k] w[n, k]^T on the step's stream (gemm.h).
-  absl::Status Gemm(const Bf16* x, int64_t ldx, const Bf16* w, int64_t ldw, void* out, int64_t ldo,
-                    int64_t m, int64_t n, int64_t k, bool out_fp32 = false);
+  absl::Status UploadMeta(const cu::StepShape& shape);
+  // The forward pass of the step, through the graph cache for graph steps.
+  absl::Status RunForward(const BatchPlan& plan, const cu::StepShape& shape);
+  // Everything of a step after the metadata upload, on the stream; no host synchronisation and no
+  // allocation when `plan` is null (a graph step, which may be captured).
+  absl::Status EnqueueForward(const cu::StepShape& shape, const BatchPlan* plan);
+  absl::Status EnqueueLayer(const cu::StepShape& shape, int32_t l);
+  absl::Status EnqueueSampling(const cu::StepShape& shape);
+  // The GPU-sampled tokens (and logprobs, when asked) into `out`, after the stream sync.
+  void ReadGpuSamples(const BatchPlan& plan, const cu::StepShape& shape, StepOutput* out);
+  // The logits rows the host needs (shape.host_rows), in chunks; then the CPU-sampled rows.
+  absl::Status FetchHostLogits(const BatchPlan& plan, const cu::StepShape& shape, StepOutput* out);
+  // out[m, w.rows] = x[m, w.cols] w^T on the step's stream (projection.h).
+  absl::Status Project(const Bf16* x, int64_t ldx, const cu::DeviceMatrix& w, void* out,
+                       int64_t ldo, int64_t m, bool out_fp32 = false);
   absl::Status EnqueueLogits(const std::vector<int32_t>& rows, int32_t count);
   cu::PagedKvView View(int32_t layer) const;
 };
 
-namespace {
-
-// Widens a WeightMatrix into bf16 rows starting at row `row0_out` of `dst` (device), through a
-// host buffer of about 64 MiB. The copies are from pageable memory on the legacy stream, so each
-// returns once its source has been staged and the buffer may be refilled.
-absl::Status UploadMatrixRows(const WeightMatrix& m, Bf16* dst, int64_t row0_out) {
-  const int64_t cols = m.cols;
-  const int64_t chunk = std::max<int64_t>(1, (int64_t{32} << 20) / std::max<int64_t>(1, cols));
-  std::vector<Bf16> host;
-  std::vector<float> row(cols);
-  for (int64_t r0 = 0; r0 < m.rows; r0 += chunk) {
-    const int64_t n = std::min(chunk, m.rows - r0);
-    host.resize(n * cols);
-    if (m.type == WeightMatrix::Type::kBF16) {
-      std::memcpy(host.data(), static_cast<const char*>(m.data) + r0 * cols * 2, n * cols * 2);
-    } else {
-      for (int64_t r = 0; r < n; ++r) {
-        m.RowToFloat(r0 + r, row.data());
-        for (int64_t c = 0; c < cols; ++c) host[r * cols + c] = cu::FloatToBf16(row[c]);
-      }
+absl::Status CudaModelSupported(const ModelConfig& config) {
+  const TextConfig& tc = config.text;
+  auto bad = [](const std::string& what) { return absl::InvalidArgumentError(what); };
+  if (tc.hidden_activation != "gelu_pytorch_tanh" && !tc.hidden_activation.empty()) {
+    return bad(absl::StrCat("CUDA runner: hidden_activation ", tc.hidden_activation,
+                            " is not supported (gelu_pytorch_tanh)"));
+  }
+  for (int32_t l = 0; l < tc.num_layers; ++l) {
+    const LayerConfig& lc = tc.layers[l];
+    if (lc.num_kv_heads < 1 || tc.num_heads % lc.num_kv_heads != 0 ||
+        !cu::AttentionShapeSupported(lc.head_dim, tc.num_heads / lc.num_kv_heads)) {
+      return bad(absl::StrCat("CUDA runner: layer ", l, " has head_dim ", lc.head_dim, " with ",
+                              tc.num_heads, " query and ", lc.num_kv_heads,
+                              " KV heads; the CUDA kernels support head_dim/group ",
+                              cu::SupportedAttentionShapes()));
     }
-    TESSERA_RETURN_IF_ERROR(cu::CopyToDeviceAsync(dst + (row0_out + r0) * cols, host.data(),
-                                                  n * cols * sizeof(Bf16), nullptr));
+    // One pool per group needs every layer of a group to have the group's KV shape.
+    const LayerConfig& first = tc.layers[config.first_layer_of(lc.type)];
+    if (lc.head_dim != first.head_dim || lc.num_kv_heads != first.num_kv_heads) {
+      return bad(absl::StrCat("CUDA runner: the ",
+                              lc.type == LayerType::kSliding ? "sliding" : "global",
+                              " layers differ in head_dim or KV heads; one pool per group "
+                              "needs them equal"));
+    }
   }
   return absl::OkStatus();
 }
-
-absl::StatusOr<DeviceBuffer> UploadBf16(const std::vector<float>& v) {
-  std::vector<Bf16> b(v.size());
-  for (size_t i = 0; i < v.size(); ++i) b[i] = cu::FloatToBf16(v[i]);
-  return cu::Upload(b);
-}
-
-}  // namespace
 
 absl::Status CudaModelRunner::Impl::Init(const ModelConfig& config,
                                          const CudaRunnerOptions& options) {
@@ -249,20 +218,7 @@ absl::Status CudaModelRunner::Impl::Init(const ModelConfig& config,
     return bad(absl::StrCat("CUDA runner: gpu_memory_fraction ", options.gpu_memory_fraction,
                             " is outside (0, 1)"));
   }
-  if (tc.hidden_activation != "gelu_pytorch_tanh" && !tc.hidden_activation.empty()) {
-    return bad(absl::StrCat("CUDA runner: hidden_activation ", tc.hidden_activation,
-                            " is not supported (gelu_pytorch_tanh)"));
-  }
-  for (int32_t l = 0; l < tc.num_layers; ++l) {
-    const LayerConfig& lc = tc.layers[l];
-    if (lc.num_kv_heads < 1 || tc.num_heads % lc.num_kv_heads != 0 ||
-        !AttentionShapeSupported(lc.head_dim, tc.num_heads / lc.num_kv_heads)) {
-      return bad(absl::StrCat("CUDA runner: layer ", l, " has head_dim ", lc.head_dim, " with ",
-                              tc.num_heads, " query and ", lc.num_kv_heads,
-                              " KV heads; the CUDA kernels support head_dim/group 256/2, 512/16 "
-                              "(Gemma 4 12B) and 16/2, 32/4 (gemma4-tiny)"));
-    }
-  }
+  TESSERA_RETURN_IF_ERROR(CudaModelSupported(config));
   // QueryDevices visits every device (making each current in turn), so ours is set after it.
   auto devices = cu::QueryDevices();
   if (!devices.ok()) return devices.status();
@@ -273,290 +229,101 @@ absl::Status CudaModelRunner::Impl::Init(const ModelConfig& config,
   TESSERA_RETURN_IF_ERROR(cu::SetDevice(options.device));
   device_name_ = (*devices)[options.device].name;  // QueryDevices lists ordinals in order.
   num_sms_ = (*devices)[options.device].multiprocessors;
-  auto stream = cu::Stream::Create();
-  if (!stream.ok()) return stream.status();
-  stream_ = std::move(*stream);
-  auto gemm = cu::CreateGemmRunner();
-  if (!gemm.ok()) return gemm.status();
-  gemm_ = std::move(*gemm);
+  TESSERA_ASSIGN_OR_RETURN(stream_, cu::Stream::Create());
+  TESSERA_ASSIGN_OR_RETURN(gemm_, cu::CreateGemmRunner());
 
+  spec_ = cu::KvGroups(config, options.block_size);
   layer_group_.assign(tc.num_layers, -1);
   layer_in_group_.assign(tc.num_layers, -1);
-  for (LayerType type : {LayerType::kSliding, LayerType::kGlobal}) {
-    const int32_t first = config.first_layer_of(type);
-    if (first < 0) continue;
-    KvGroupSpec g;
-    g.name = type == LayerType::kSliding ? "sliding" : "global";
-    g.num_layers = config.num_layers_of(type);
-    g.num_kv_heads = tc.layers[first].num_kv_heads;
-    g.head_dim = tc.layers[first].head_dim;
-    g.window = type == LayerType::kSliding ? tc.sliding_window : 0;
-    g.block_size = options.block_size;
-    g.bytes_per_block = int64_t{2} * g.num_layers * 2 * g.num_kv_heads * g.block_size * g.head_dim;
-    const int32_t gid = static_cast<int32_t>(spec_.groups.size());
+  for (size_t g = 0; g < spec_.groups.size(); ++g) {
+    const LayerType type =
+        spec_.groups[g].name == "sliding" ? LayerType::kSliding : LayerType::kGlobal;
     int32_t in_group = 0;
     for (int32_t l = 0; l < tc.num_layers; ++l) {
       if (tc.layers[l].type != type) continue;
-      if (tc.layers[l].head_dim != g.head_dim || tc.layers[l].num_kv_heads != g.num_kv_heads) {
-        return bad(absl::StrCat("CUDA runner: the ", g.name,
-                                " layers differ in head_dim or KV heads; one pool per group "
-                                "needs them equal"));
-      }
-      layer_group_[l] = gid;
+      layer_group_[l] = static_cast<int32_t>(g);
       layer_in_group_[l] = in_group++;
     }
-    spec_.groups.push_back(g);
-  }
-  for (const LayerConfig& lc : tc.layers) {
-    max_qd_ = std::max<int64_t>(max_qd_, int64_t{tc.num_heads} * lc.head_dim);
-    max_qkv_ = std::max<int64_t>(max_qkv_,
-                                 int64_t{tc.num_heads} * lc.head_dim +
-                                     int64_t{lc.num_kv_heads} * lc.head_dim * (lc.k_eq_v ? 1 : 2));
   }
   max_table_ = (options.max_seq_len + options.block_size - 1) / options.block_size;
   return absl::OkStatus();
 }
 
-absl::Status CudaModelRunner::Impl::AllocateWeight(DeviceBuffer* b, int64_t bytes) {
-  auto buf = DeviceBuffer::Allocate(bytes);
-  if (!buf.ok()) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("CUDA runner: the weights do not fit on ", device_name_, " (", weight_bytes_,
-                     " bytes so far, then ", bytes, " more): ", buf.status().message()));
-  }
-  *b = std::move(*buf);
-  weight_bytes_ += bytes;
-  return absl::OkStatus();
-}
-
-absl::Status CudaModelRunner::Impl::UploadInvFreq(const LayerConfig& lc, bool bf16_constants,
-                                                  LayerDevice* d) {
-  std::vector<float> f = cu::RopeInvFreq(lc.head_dim, lc.rope_theta, lc.rope_pairs);
-  if (bf16_constants) {
-    for (float& v : f) v = cu::RoundBf16(v);
-  }
-  auto ib = cu::Upload(f);
-  if (!ib.ok()) return ib.status();
-  d->inv_freq = std::move(*ib);
-  return absl::OkStatus();
-}
-
-absl::Status CudaModelRunner::Impl::UploadWeights(const LoadedModel& model) {
-  const ModelWeights& w = *model.weights;
-  const TextConfig& tc = config_.text;
-  const int64_t H = tc.hidden_size, I = tc.intermediate_size, V = tc.vocab_size;
-  auto alloc = [&](DeviceBuffer* b, int64_t bytes) { return AllocateWeight(b, bytes); };
-  TESSERA_RETURN_IF_ERROR(alloc(&embed_, V * H * 2));
-  TESSERA_RETURN_IF_ERROR(UploadMatrixRows(w.embed_tokens, embed_.as<Bf16>(), 0));
-  auto fn = UploadBf16(w.final_norm);
-  if (!fn.ok()) return fn.status();
-  final_norm_ = std::move(*fn);
-  embed_scale_ = w.embed_scale;
-  layers_.resize(tc.num_layers);
-  for (int32_t l = 0; l < tc.num_layers; ++l) {
-    const LayerConfig& lc = tc.layers[l];
-    const LayerWeights& lw = w.layers[l];
-    LayerDevice& d = layers_[l];
-    d.SetShape(tc.num_heads, lc);
-    TESSERA_RETURN_IF_ERROR(alloc(&d.qkv, d.qkv_width * H * 2));
-    TESSERA_RETURN_IF_ERROR(UploadMatrixRows(lw.q_proj, d.qkv.as<Bf16>(), 0));
-    TESSERA_RETURN_IF_ERROR(UploadMatrixRows(lw.k_proj, d.qkv.as<Bf16>(), d.qd));
-    if (!lc.k_eq_v) {
-      TESSERA_RETURN_IF_ERROR(UploadMatrixRows(lw.v_proj, d.qkv.as<Bf16>(), d.qd + d.kd));
-    }
-    TESSERA_RETURN_IF_ERROR(alloc(&d.o, H * d.qd * 2));
-    TESSERA_RETURN_IF_ERROR(UploadMatrixRows(lw.o_proj, d.o.as<Bf16>(), 0));
-    TESSERA_RETURN_IF_ERROR(alloc(&d.gate_up, 2 * I * H * 2));
-    TESSERA_RETURN_IF_ERROR(UploadMatrixRows(lw.gate_proj, d.gate_up.as<Bf16>(), 0));
-    TESSERA_RETURN_IF_ERROR(UploadMatrixRows(lw.up_proj, d.gate_up.as<Bf16>(), I));
-    TESSERA_RETURN_IF_ERROR(alloc(&d.down, H * I * 2));
-    TESSERA_RETURN_IF_ERROR(UploadMatrixRows(lw.down_proj, d.down.as<Bf16>(), 0));
-    std::vector<float> norms;
-    for (const auto* v : {&lw.input_norm, &lw.post_attention_norm, &lw.pre_feedforward_norm,
-                          &lw.post_feedforward_norm, &lw.q_norm, &lw.k_norm}) {
-      norms.insert(norms.end(), v->begin(), v->end());
-    }
-    norms.push_back(lw.layer_scalar);
-    auto nb = UploadBf16(norms);
-    if (!nb.ok()) return nb.status();
-    d.norms = std::move(*nb);
-    TESSERA_RETURN_IF_ERROR(UploadInvFreq(lc, w.bf16_constants, &d));
-  }
-  has_vision_ = w.has_vision;
-  has_audio_ = w.has_audio;
-  if (has_vision_) {
-    const VisionWeights& v = w.vision;
-    const int64_t D = config_.vision.mm_embed_dim;
-    for (auto [buf, src] : std::vector<std::pair<DeviceBuffer*, const std::vector<float>*>>{
-             {&v_ln1_w_, &v.ln1_weight},
-             {&v_ln1_b_, &v.ln1_bias},
-             {&v_dense_b_, &v.patch_dense_bias},
-             {&v_ln2_w_, &v.ln2_weight},
-             {&v_ln2_b_, &v.ln2_bias},
-             {&v_pos_, &v.pos_embedding},
-             {&v_posn_w_, &v.pos_norm_weight},
-             {&v_posn_b_, &v.pos_norm_bias}}) {
-      auto b = cu::Upload(*src);
-      if (!b.ok()) return b.status();
-      *buf = std::move(*b);
-    }
-    TESSERA_RETURN_IF_ERROR(alloc(&v_dense_, D * kPatchValues * 2));
-    TESSERA_RETURN_IF_ERROR(UploadMatrixRows(v.patch_dense, v_dense_.as<Bf16>(), 0));
-    TESSERA_RETURN_IF_ERROR(alloc(&v_proj_, H * D * 2));
-    TESSERA_RETURN_IF_ERROR(UploadMatrixRows(v.projection, v_proj_.as<Bf16>(), 0));
-  }
-  if (has_audio_) {
-    TESSERA_RETURN_IF_ERROR(alloc(&a_proj_, H * config_.audio.audio_embed_dim * 2));
-    TESSERA_RETURN_IF_ERROR(UploadMatrixRows(w.audio.projection, a_proj_.as<Bf16>(), 0));
-  }
-  return cu::Synchronize();
-}
-
-absl::Status CudaModelRunner::Impl::RandomWeights(uint64_t seed) {
-  const TextConfig& tc = config_.text;
-  const int64_t H = tc.hidden_size, I = tc.intermediate_size, V = tc.vocab_size;
-  cudaStream_t s = stream_->get();
-  uint64_t next_seed = seed;
-  auto alloc = [&](DeviceBuffer* b, int64_t bytes) { return AllocateWeight(b, bytes); };
-  // Matrices N(0, 1/fan_in) as the fixture's generator; norms near 1.
-  auto matrix = [&](DeviceBuffer* b, int64_t rows, int64_t cols) -> absl::Status {
-    TESSERA_RETURN_IF_ERROR(alloc(b, rows * cols * 2));
-    return cu::LaunchFillNormalBf16(b->as<Bf16>(), rows * cols, ++next_seed, 0.0f,
-                                    1.0f / std::sqrt(static_cast<float>(cols)), s);
-  };
-  auto vec_bf16 = [&](DeviceBuffer* b, int64_t n, float mean, float sd) -> absl::Status {
-    TESSERA_RETURN_IF_ERROR(alloc(b, n * 2));
-    return cu::LaunchFillNormalBf16(b->as<Bf16>(), n, ++next_seed, mean, sd, s);
-  };
-  auto vec_f32 = [&](DeviceBuffer* b, int64_t n, float mean, float sd) -> absl::Status {
-    TESSERA_RETURN_IF_ERROR(alloc(b, n * 4));
-    return cu::LaunchFillNormalF32(b->as<float>(), n, ++next_seed, mean, sd, s);
-  };
-  TESSERA_RETURN_IF_ERROR(matrix(&embed_, V, H));
-  TESSERA_RETURN_IF_ERROR(vec_bf16(&final_norm_, H, 1.0f, 0.1f));
-  embed_scale_ = cu::RoundBf16(std::sqrt(static_cast<float>(H)));
-  layers_.resize(tc.num_layers);
-  for (int32_t l = 0; l < tc.num_layers; ++l) {
-    const LayerConfig& lc = tc.layers[l];
-    LayerDevice& d = layers_[l];
-    d.SetShape(tc.num_heads, lc);
-    TESSERA_RETURN_IF_ERROR(matrix(&d.qkv, d.qkv_width, H));
-    TESSERA_RETURN_IF_ERROR(matrix(&d.o, H, d.qd));
-    TESSERA_RETURN_IF_ERROR(matrix(&d.gate_up, 2 * I, H));
-    TESSERA_RETURN_IF_ERROR(matrix(&d.down, H, I));
-    // Norm weights near 1; the layer scalar (the last entry) is then set to exactly 1.
-    const int64_t n = 4 * H + 2 * lc.head_dim + 1;
-    TESSERA_RETURN_IF_ERROR(vec_bf16(&d.norms, n, 1.0f, 0.1f));
-    const Bf16 one = cu::FloatToBf16(1.0f);
-    TESSERA_RETURN_IF_ERROR(
-        cu::CopyToDeviceAsync(d.norms.as<Bf16>() + n - 1, &one, sizeof(one), s));
-    TESSERA_RETURN_IF_ERROR(UploadInvFreq(lc, /*bf16_constants=*/true, &d));
-    TESSERA_RETURN_IF_ERROR(stream_->Synchronize());  // `one` leaves scope.
-  }
-  has_vision_ = config_.vision.present;
-  has_audio_ = config_.audio.present;
-  if (has_vision_) {
-    const int64_t D = config_.vision.mm_embed_dim, P = config_.vision.mm_posemb_size;
-    TESSERA_RETURN_IF_ERROR(vec_f32(&v_ln1_w_, kPatchValues, 1.0f, 0.1f));
-    TESSERA_RETURN_IF_ERROR(vec_f32(&v_ln1_b_, kPatchValues, 0.0f, 0.1f));
-    TESSERA_RETURN_IF_ERROR(matrix(&v_dense_, D, kPatchValues));
-    TESSERA_RETURN_IF_ERROR(vec_f32(&v_dense_b_, D, 0.0f, 0.1f));
-    TESSERA_RETURN_IF_ERROR(vec_f32(&v_ln2_w_, D, 1.0f, 0.1f));
-    TESSERA_RETURN_IF_ERROR(vec_f32(&v_ln2_b_, D, 0.0f, 0.1f));
-    TESSERA_RETURN_IF_ERROR(vec_f32(&v_pos_, P * 2 * D, 0.0f, 1.0f));
-    TESSERA_RETURN_IF_ERROR(vec_f32(&v_posn_w_, D, 1.0f, 0.1f));
-    TESSERA_RETURN_IF_ERROR(vec_f32(&v_posn_b_, D, 0.0f, 0.1f));
-    TESSERA_RETURN_IF_ERROR(matrix(&v_proj_, H, D));
-  }
-  if (has_audio_) TESSERA_RETURN_IF_ERROR(matrix(&a_proj_, H, config_.audio.audio_embed_dim));
-  TESSERA_RETURN_IF_ERROR(stream_->Synchronize());
-  return cu::Synchronize();  // The inv_freq uploads went through the legacy stream.
-}
-
 absl::Status CudaModelRunner::Impl::AllocateRuntime() {
   const TextConfig& tc = config_.text;
   const int64_t T = options_.max_step_tokens, S = options_.max_step_seqs;
-  const int64_t H = tc.hidden_size, I = tc.intermediate_size, V = tc.vocab_size;
   const int64_t R = std::max<int64_t>(S, kLogitsChunkRows);
-  auto alloc = [&](DeviceBuffer* b, int64_t bytes) -> absl::Status {
-    auto buf = DeviceBuffer::Allocate(bytes);
-    if (!buf.ok()) {
+  const int64_t G = static_cast<int64_t>(spec_.groups.size());
+  const int64_t widest_quantized = cu::WidestQuantizedCols(*w_);
+  // The sizes memory_plan.h plans (the --dry_run numbers are these).
+  const cu::StepBufferBytes b = cu::PlanStepBuffers(
+      config_, options_, static_cast<int32_t>(G), num_sms_,
+      static_cast<int64_t>(cu::SampleWorkspaceBytes(static_cast<int32_t>(S), tc.vocab_size)),
+      widest_quantized);
+  max_table_ = b.max_table;
+  attn_ws_floats_ = b.attention_workspace_floats;
+  auto alloc = [&](DeviceBuffer* buf, int64_t bytes) -> absl::Status {
+    auto a = DeviceBuffer::Allocate(bytes);
+    if (!a.ok()) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "CUDA runner: step buffers of ", bytes, " bytes do not fit beside the weights (",
-          weight_bytes_,
-          " bytes); lower --max_num_batched_tokens or --max_num_seqs: ", buf.status().message()));
+          w_->bytes,
+          " bytes); lower --max_num_batched_tokens or --max_num_seqs: ", a.status().message()));
     }
-    *b = std::move(*buf);
+    *buf = std::move(*a);
     return absl::OkStatus();
   };
-  TESSERA_RETURN_IF_ERROR(alloc(&h_, T * H * 2));
-  TESSERA_RETURN_IF_ERROR(alloc(&x_, T * H * 2));
-  TESSERA_RETURN_IF_ERROR(alloc(&qkv_, T * max_qkv_ * 2));
-  TESSERA_RETURN_IF_ERROR(alloc(&attn_, T * max_qd_ * 2));
-  TESSERA_RETURN_IF_ERROR(alloc(&o_, T * H * 2));
-  TESSERA_RETURN_IF_ERROR(alloc(&gu_, T * 2 * I * 2));
-  TESSERA_RETURN_IF_ERROR(alloc(&act_, T * I * 2));
-  TESSERA_RETURN_IF_ERROR(alloc(&gathered_, R * H * 2));
-  TESSERA_RETURN_IF_ERROR(alloc(&logits_, R * V * 4));
-  // Decode splits: ChooseDecodeSplits keeps splits * seqs * kv_heads near 2 * SMs, so the
-  // workspace is bounded by (2 * SMs + seqs) rows of every query head.
-  int64_t max_hd = 0;
-  for (const LayerConfig& lc : tc.layers) max_hd = std::max<int64_t>(max_hd, lc.head_dim);
-  attn_ws_floats_ = (2 * num_sms_ + S + 1) * tc.num_heads * (max_hd + 2);
-  TESSERA_RETURN_IF_ERROR(alloc(&attn_ws_, attn_ws_floats_ * 4));
-  TESSERA_RETURN_IF_ERROR(
-      alloc(&sample_ws_, std::max<size_t>(16, cu::SampleWorkspaceBytes(S, tc.vocab_size))));
-
-  // Step metadata: one device buffer and one pinned mirror, carved into arrays.
-  const int64_t G = static_cast<int64_t>(spec_.groups.size());
-  int64_t bytes = 0;
-  auto carve = [&](int64_t count, size_t elem) {
-    const int64_t at = bytes;
-    bytes = RoundUp(bytes + count * static_cast<int64_t>(elem), 256);
-    return at;
-  };
-  const int64_t o_ids = carve(T, 4), o_pos = carve(T, 4), o_rs = carve(S + 1, 4),
-                o_sp = carve(S, 4), o_bb = carve(T, 4), o_be = carve(T, 4),
-                o_srp = carve(S, sizeof(cu::SampleRowParams)), o_ga = carve(R, 4);
-  std::vector<int64_t> o_slots, o_tables;
-  for (int64_t g = 0; g < G; ++g) {
-    o_slots.push_back(carve(T, 8));
-    o_tables.push_back(carve(S * max_table_, 4));
+  for (auto [buf, bytes] :
+       std::vector<std::pair<DeviceBuffer*, int64_t>>{{&h_, b.h},
+                                                      {&x_, b.x},
+                                                      {&qkv_, b.qkv},
+                                                      {&attn_, b.attn},
+                                                      {&o_, b.o},
+                                                      {&gu_, b.gu},
+                                                      {&act_, b.act},
+                                                      {&gathered_, b.gathered},
+                                                      {&logits_, b.logits},
+                                                      {&attn_ws_, b.attention_workspace},
+                                                      {&sample_ws_, b.sampler_workspace},
+                                                      {&meta_dev_, b.meta.bytes},
+                                                      {&penalties_dev_, b.penalties},
+                                                      {&out_dev_, b.out}}) {
+    TESSERA_RETURN_IF_ERROR(alloc(buf, bytes));
   }
-  TESSERA_RETURN_IF_ERROR(alloc(&meta_dev_, bytes));
-  auto pinned = cu::PinnedBuffer::Allocate(bytes);
-  if (!pinned.ok()) return pinned.status();
-  meta_host_ = std::move(*pinned);
+  if (widest_quantized > 0) {
+    TESSERA_RETURN_IF_ERROR(alloc(&dequant_scratch_, b.dequant_scratch));
+    TESSERA_RETURN_IF_ERROR(alloc(&q8_1_scratch_, b.q8_1_scratch));
+  }
+  projector_ = std::make_unique<cu::Projector>(
+      gemm_.get(), dequant_scratch_.as<Bf16>(), static_cast<int64_t>(dequant_scratch_.size()),
+      q8_1_scratch_.as<cu::Q8_1Block>(), cu::kMaxQuantGemvRows, widest_quantized);
+
+  // Step metadata: the device buffer and its pinned mirror, carved into arrays.
+  TESSERA_ASSIGN_OR_RETURN(meta_host_, cu::PinnedBuffer::Allocate(b.meta.bytes));
   auto mirror = [&](auto* m, int64_t offset, int64_t capacity) {
     using T0 = std::remove_pointer_t<decltype(m->host)>;
     m->host = reinterpret_cast<T0*>(meta_host_.as<char>() + offset);
     m->device = reinterpret_cast<T0*>(meta_dev_.as<char>() + offset);
     m->capacity = capacity;
   };
-  mirror(&ids_, o_ids, T);
-  mirror(&positions_, o_pos, T);
-  mirror(&row_start_, o_rs, S + 1);
-  mirror(&start_pos_, o_sp, S);
-  mirror(&bidi_begin_, o_bb, T);
-  mirror(&bidi_end_, o_be, T);
-  mirror(&sample_rows_, o_srp, S);
-  mirror(&gather_, o_ga, R);
+  mirror(&ids_, b.meta.ids, T);
+  mirror(&positions_, b.meta.positions, T);
+  mirror(&row_start_, b.meta.row_start, S + 1);
+  mirror(&start_pos_, b.meta.start_pos, S);
+  mirror(&bidi_begin_, b.meta.bidi_begin, T);
+  mirror(&bidi_end_, b.meta.bidi_end, T);
+  mirror(&sample_rows_, b.meta.sample_rows, S);
+  mirror(&gather_, b.meta.gather, R);
   slots_.resize(G);
   tables_.resize(G);
   for (int64_t g = 0; g < G; ++g) {
-    mirror(&slots_[g], o_slots[g], T);
-    mirror(&tables_[g], o_tables[g], S * max_table_);
+    mirror(&slots_[g], b.meta.slots[g], T);
+    mirror(&tables_[g], b.meta.tables[g], S * max_table_);
   }
-  TESSERA_RETURN_IF_ERROR(alloc(&penalties_dev_, kMaxPenaltyEntries * sizeof(cu::PenaltyEntry)));
-  auto pp = cu::PinnedBuffer::Allocate(kMaxPenaltyEntries * sizeof(cu::PenaltyEntry));
-  if (!pp.ok()) return pp.status();
-  penalties_host_ = std::move(*pp);
-  TESSERA_RETURN_IF_ERROR(alloc(&out_dev_, S * 8));
+  TESSERA_ASSIGN_OR_RETURN(penalties_host_, cu::PinnedBuffer::Allocate(b.penalties));
   out_tokens_dev_ = out_dev_.as<int32_t>();
   out_logprobs_dev_ = reinterpret_cast<float*>(out_dev_.as<int32_t>() + S);
-  auto op = cu::PinnedBuffer::Allocate(S * 8);
-  if (!op.ok()) return op.status();
-  out_host_ = std::move(*op);
+  TESSERA_ASSIGN_OR_RETURN(out_host_, cu::PinnedBuffer::Allocate(b.out));
 
   // KV pools last: the fraction applies to what is free now.
   int64_t budget = options_.kv_memory_bytes;
@@ -565,53 +332,45 @@ absl::Status CudaModelRunner::Impl::AllocateRuntime() {
     TESSERA_RETURN_IF_ERROR(cu::MemoryInfo(&free_b, &total_b));
     budget = static_cast<int64_t>(static_cast<double>(free_b) * options_.gpu_memory_fraction);
   }
-  // Split the budget so both groups run out together for sequences of kv_balance_seq_len tokens:
-  // a sliding-window group needs only the blocks its window spans, a global one every block.
-  const int64_t balance_len =
-      std::max<int64_t>(1, std::min<int64_t>(options_.kv_balance_seq_len, options_.max_seq_len));
-  // A group whose count is explicit takes its bytes off the budget first.
-  auto explicit_count = [&](const KvGroupSpec& gs) -> int64_t {
-    return gs.name == "sliding" ? options_.num_blocks_sliding : options_.num_blocks_global;
-  };
-  int64_t weight_sum = 0;
-  std::vector<int64_t> per_seq(G);
-  for (int64_t g = 0; g < G; ++g) {
-    const KvGroupSpec& gs = spec_.groups[g];
-    const int64_t len = gs.window > 0 ? std::min<int64_t>(gs.window, balance_len) : balance_len;
-    per_seq[g] = (len + gs.block_size - 1) / gs.block_size + (gs.window > 0 ? 1 : 0);
-    if (explicit_count(gs) > 0) {
-      budget -= (explicit_count(gs) + 1) * gs.bytes_per_block;
-    } else {
-      weight_sum += per_seq[g] * gs.bytes_per_block;
-    }
-  }
-  budget = std::max<int64_t>(budget, 0);
-  for (int64_t g = 0; g < G; ++g) {
-    KvGroupSpec& gs = spec_.groups[g];
-    int64_t n = explicit_count(gs);
-    if (n == 0) {
-      n = static_cast<int64_t>(static_cast<double>(budget) * per_seq[g] /
-                               static_cast<double>(std::max<int64_t>(1, weight_sum)));
-      n = std::max<int64_t>(n, 0);
-    }
-    // At least one full sequence of the step's largest chunk must fit.
-    const int64_t need = (options_.max_step_tokens + gs.block_size - 1) / gs.block_size + 1;
-    if (n < std::min<int64_t>(need, per_seq[g]) || n > std::numeric_limits<int32_t>::max() - 1) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("CUDA runner: the KV pool of group ", gs.name, " would have ", n,
-                       " blocks of ", gs.bytes_per_block, " bytes (budget ", budget,
-                       " bytes); raise --gpu_memory_fraction or lower --max_model_len"));
-    }
-    gs.num_blocks = static_cast<int32_t>(n);
+  TESSERA_ASSIGN_OR_RETURN(spec_, cu::SplitKvBudget(spec_, budget, options_));
+  for (const KvGroupSpec& gs : spec_.groups) {
     DeviceBuffer pool;
-    TESSERA_RETURN_IF_ERROR(alloc(&pool, (n + 1) * gs.bytes_per_block));
-    // Only the padding block must be zero (padding rows of graph steps read it); the rest is
-    // written before it is read.
-    TESSERA_RETURN_IF_ERROR(cu::MemsetAsync(pool.as<char>() + n * gs.bytes_per_block, 0,
+    TESSERA_RETURN_IF_ERROR(alloc(&pool, (int64_t{gs.num_blocks} + 1) * gs.bytes_per_block));
+    // Only the spare block (id num_blocks) must be zero (padding rows of graph steps read it);
+    // the rest is written before it is read.
+    TESSERA_RETURN_IF_ERROR(cu::MemsetAsync(pool.as<char>() + gs.num_blocks * gs.bytes_per_block, 0,
                                             gs.bytes_per_block, stream_->get()));
-    kv_bytes_ += (n + 1) * gs.bytes_per_block;
+    kv_bytes_ += (int64_t{gs.num_blocks} + 1) * gs.bytes_per_block;
     pools_.push_back(std::move(pool));
   }
+
+  // The planner writes the step's metadata into the pinned mirrors.
+  cu::StepPlannerConfig pc;
+  pc.spec = spec_;
+  pc.vocab_size = tc.vocab_size;
+  pc.num_q_heads = tc.num_heads;
+  pc.max_table_width = static_cast<int32_t>(max_table_);
+  pc.max_step_seqs = options_.max_step_seqs;
+  pc.graphs = options_.cuda_graphs && cu::GraphsSupported();
+  pc.max_graph_batch = options_.max_graph_batch;
+  pc.num_sms = num_sms_;
+  pc.attention_workspace_floats = attn_ws_floats_;
+  planner_ = std::make_unique<cu::StepPlanner>(std::move(pc));
+  arrays_.ids = ids_.host;
+  arrays_.positions = positions_.host;
+  arrays_.row_start = row_start_.host;
+  arrays_.start_pos = start_pos_.host;
+  arrays_.bidi_begin = bidi_begin_.host;
+  arrays_.bidi_end = bidi_end_.host;
+  for (int64_t g = 0; g < G; ++g) {
+    arrays_.slots.push_back(slots_[g].host);
+    arrays_.tables.push_back(tables_[g].host);
+  }
+  arrays_.sample_rows = sample_rows_.host;
+  arrays_.penalties = penalties_host_.as<cu::PenaltyEntry>();
+  arrays_.penalty_capacity = kMaxPenaltyEntries;
+  capturer_ = std::make_unique<StreamCapturer>(stream_->get());
+  graphs_ = std::make_unique<cu::GraphCache>(capturer_.get());
   return stream_->Synchronize();
 }
 
@@ -652,7 +411,7 @@ absl::Status CudaModelRunner::Impl::ValidatePlan(const BatchPlan& plan) const {
                                                    " rows; this runner was sized for ",
                                                    options_.max_step_tokens, " (max_step_tokens)"));
   }
-  return ValidateBatchPlan(plan, spec_, config_, {has_vision_, has_audio_});
+  return ValidateBatchPlan(plan, spec_, config_, {w_->has_vision, w_->has_audio});
 }
 
 // Sizes the media staging buffers for `rows` rows. Called before any of the step's work is
@@ -697,7 +456,7 @@ absl::Status CudaModelRunner::Impl::EnqueueMedia(const MediaRows& m, int64_t fir
     a.dim = static_cast<int32_t>(F);
     a.eps = config_.audio.rms_norm_eps;
     TESSERA_RETURN_IF_ERROR(cu::LaunchAudioFrameNorm(a, s));
-    return Gemm(media_a_.as<Bf16>(), F, a_proj_.as<Bf16>(), F, out, H, m.count, H, F);
+    return Project(media_a_.as<Bf16>(), F, w_->a_proj, out, H, m.count);
   }
   const int64_t P = kPatchValues, D = config_.vision.mm_embed_dim;
   // The patches and their (x, y) positions, from the plan's host data, which outlives the step
@@ -710,8 +469,8 @@ absl::Status CudaModelRunner::Impl::EnqueueMedia(const MediaRows& m, int64_t fir
   cu::PatchInputNormParams a;
   a.patches = media_in_.as<float>();
   a.in_row_stride = P;
-  a.weight = v_ln1_w_.as<float>();
-  a.bias = v_ln1_b_.as<float>();
+  a.weight = w_->v_ln1_w.as<float>();
+  a.bias = w_->v_ln1_b.as<float>();
   a.out = media_a_.as<Bf16>();
   a.out_row_stride = P;
   a.rows = m.count;
@@ -719,18 +478,18 @@ absl::Status CudaModelRunner::Impl::EnqueueMedia(const MediaRows& m, int64_t fir
   a.eps = config_.vision.layer_norm_eps;
   TESSERA_RETURN_IF_ERROR(cu::LaunchPatchInputNorm(a, s));
   TESSERA_RETURN_IF_ERROR(
-      Gemm(media_a_.as<Bf16>(), P, v_dense_.as<Bf16>(), P, media_d_.as<Bf16>(), D, m.count, D, P));
+      Project(media_a_.as<Bf16>(), P, w_->v_dense, media_d_.data(), D, m.count));
   cu::PatchOutputNormParams b;
   b.dense = media_d_.as<Bf16>();
   b.dense_row_stride = D;
-  b.dense_bias = v_dense_b_.as<float>();
-  b.ln2_weight = v_ln2_w_.as<float>();
-  b.ln2_bias = v_ln2_b_.as<float>();
-  b.pos_table = v_pos_.as<float>();
+  b.dense_bias = w_->v_dense_b.as<float>();
+  b.ln2_weight = w_->v_ln2_w.as<float>();
+  b.ln2_bias = w_->v_ln2_b.as<float>();
+  b.pos_table = w_->v_pos.as<float>();
   b.pos_size = config_.vision.mm_posemb_size;
   b.positions = positions;
-  b.pos_norm_weight = v_posn_w_.as<float>();
-  b.pos_norm_bias = v_posn_b_.as<float>();
+  b.pos_norm_weight = w_->v_posn_w.as<float>();
+  b.pos_norm_bias = w_->v_posn_b.as<float>();
   b.out = media_e_.as<Bf16>();
   b.out_row_stride = D;
   b.rows = m.count;
@@ -738,24 +497,12 @@ absl::Status CudaModelRunner::Impl::EnqueueMedia(const MediaRows& m, int64_t fir
   b.layer_norm_eps = config_.vision.layer_norm_eps;
   b.rms_eps = config_.vision.rms_norm_eps;
   TESSERA_RETURN_IF_ERROR(cu::LaunchPatchOutputNorm(b, s));
-  return Gemm(media_e_.as<Bf16>(), D, v_proj_.as<Bf16>(), D, out, H, m.count, H, D);
+  return Project(media_e_.as<Bf16>(), D, w_->v_proj, out, H, m.count);
 }
 
-absl::Status CudaModelRunner::Impl::Gemm(const Bf16* x, int64_t ldx, const Bf16* w, int64_t ldw,
-                                         void* out, int64_t ldo, int64_t m, int64_t n, int64_t k,
-                                         bool out_fp32) {
-  cu::GemmParams g;
-  g.x = x;
-  g.ldx = ldx;
-  g.w = w;
-  g.ldw = ldw;
-  g.out = out;
-  g.ldo = ldo;
-  g.out_fp32 = out_fp32;
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  return gemm_->Run(g, stream_->get());
+absl::Status CudaModelRunner::Impl::Project(const Bf16* x, int64_t ldx, const cu::DeviceMatrix& w,
+                                            void* out, int64_t ldo, int64_t m, bool out_fp32) {
+  return projector_->Run(x, ldx, w, out, ldo, m, out_fp32, stream_->get());
 }
 
 // Rows [0, count) of gathered_ (or of x_ when `rows` is empty: rows [0, count) of the step) ->
@@ -783,8 +530,7 @@ absl::Status CudaModelRunner::Impl::EnqueueLogits(const std::vector<int32_t>& ro
     TESSERA_RETURN_IF_ERROR(cu::LaunchEmbedTokens(e, s));
     in = gathered_.as<Bf16>();
   }
-  TESSERA_RETURN_IF_ERROR(
-      Gemm(in, H, embed_.as<Bf16>(), H, logits_.data(), V, count, V, H, /*out_fp32=*/true));
+  TESSERA_RETURN_IF_ERROR(Project(in, H, w_->embed, logits_.data(), V, count, /*out_fp32=*/true));
   if (tc.final_logit_softcapping > 0.0f) {
     cu::SoftcapParams sc;
     sc.logits = logits_.as<float>();
@@ -797,12 +543,12 @@ absl::Status CudaModelRunner::Impl::EnqueueLogits(const std::vector<int32_t>& ro
   return absl::OkStatus();
 }
 
-absl::Status CudaModelRunner::Impl::UploadMeta(int32_t rows, int32_t seqs, int32_t table_width,
-                                               int64_t penalties) {
+absl::Status CudaModelRunner::Impl::UploadMeta(const cu::StepShape& shape) {
   cudaStream_t s = stream_->get();
   auto up = [&](auto& m, int64_t n) {
     return cu::CopyToDeviceAsync(m.device, m.host, n * sizeof(*m.host), s);
   };
+  const int64_t rows = shape.rows, seqs = shape.seqs;
   TESSERA_RETURN_IF_ERROR(up(ids_, rows));
   TESSERA_RETURN_IF_ERROR(up(positions_, rows));
   TESSERA_RETURN_IF_ERROR(up(row_start_, seqs + 1));
@@ -812,38 +558,61 @@ absl::Status CudaModelRunner::Impl::UploadMeta(int32_t rows, int32_t seqs, int32
   TESSERA_RETURN_IF_ERROR(up(sample_rows_, seqs));
   for (size_t g = 0; g < slots_.size(); ++g) {
     TESSERA_RETURN_IF_ERROR(up(slots_[g], rows));
-    TESSERA_RETURN_IF_ERROR(up(tables_[g], int64_t{seqs} * table_width));
+    TESSERA_RETURN_IF_ERROR(up(tables_[g], seqs * shape.table_width));
   }
-  if (penalties > 0) {
+  if (shape.penalty_entries > 0) {
     TESSERA_RETURN_IF_ERROR(cu::CopyToDeviceAsync(penalties_dev_.data(), penalties_host_.data(),
-                                                  penalties * sizeof(cu::PenaltyEntry), s));
+                                                  shape.penalty_entries * sizeof(cu::PenaltyEntry),
+                                                  s));
   }
   return absl::OkStatus();
 }
 
-// Everything of a step after the metadata upload, on the stream; no host synchronisation and no
-// allocation when shape.decode (so it can be captured).
-absl::Status CudaModelRunner::Impl::EnqueueForward(const StepShape& shape, const BatchPlan* plan,
-                                                   const std::vector<int64_t>& seq_row0) {
+absl::Status CudaModelRunner::Impl::RunForward(const BatchPlan& plan, const cu::StepShape& shape) {
+  if (shape.graph) {
+    return graphs_->Run({shape.seqs, shape.table_width},
+                        [&]() { return EnqueueForward(shape, nullptr); });
+  }
+  // Before any of the step's work is queued (GrowMedia may free buffers).
+  TESSERA_RETURN_IF_ERROR(GrowMedia(shape.max_media_rows));
+  return EnqueueForward(shape, &plan);
+}
+
+absl::Status CudaModelRunner::Impl::EnqueueForward(const cu::StepShape& shape,
+                                                   const BatchPlan* plan) {
   const TextConfig& tc = config_.text;
-  const int64_t T = shape.rows, H = tc.hidden_size, I = tc.intermediate_size;
-  const float eps = tc.rms_norm_eps;
+  const int64_t T = shape.rows, H = tc.hidden_size;
   cudaStream_t s = stream_->get();
 
-  cu::EmbedParams e;
-  e.ids = ids_.device;
-  e.table = embed_.as<Bf16>();
-  e.vocab = tc.vocab_size;
-  e.hidden = static_cast<int32_t>(H);
-  e.out = h_.as<Bf16>();
-  e.out_row_stride = H;
-  e.rows = static_cast<int32_t>(T);
-  e.scale = embed_scale_;
-  TESSERA_RETURN_IF_ERROR(cu::LaunchEmbedTokens(e, s));
+  if (w_->embed.is_bf16()) {
+    cu::EmbedParams e;
+    e.ids = ids_.device;
+    e.table = w_->embed.bf16();
+    e.vocab = tc.vocab_size;
+    e.hidden = static_cast<int32_t>(H);
+    e.out = h_.as<Bf16>();
+    e.out_row_stride = H;
+    e.rows = static_cast<int32_t>(T);
+    e.scale = w_->embed_scale;
+    TESSERA_RETURN_IF_ERROR(cu::LaunchEmbedTokens(e, s));
+  } else {
+    // A quantized embedding: its rows dequantized and scaled, rounded once to bf16.
+    cu::DequantizeParams e;
+    e.format = w_->embed.parts[0].format;
+    e.w = w_->embed.parts[0].data;
+    e.w_rows = tc.vocab_size;
+    e.cols = H;
+    e.ids = ids_.device;
+    e.rows = static_cast<int32_t>(T);
+    e.scale = w_->embed_scale;
+    e.out = h_.as<Bf16>();
+    e.out_row_stride = H;
+    TESSERA_RETURN_IF_ERROR(cu::LaunchDequantizeRows(e, s));
+  }
   if (plan != nullptr) {
     for (size_t si = 0; si < plan->seqs.size(); ++si) {
       for (const MediaRows& m : plan->seqs[si].media) {
-        TESSERA_RETURN_IF_ERROR(EnqueueMedia(m, seq_row0[si] + m.seq_row));
+        TESSERA_RETURN_IF_ERROR(EnqueueMedia(m, shape.seq_row0[si] + m.seq_row));
       }
     }
   }
@@ -851,292 +620,198 @@ absl::Status CudaModelRunner::Impl::EnqueueForward(const StepShape& shape, const
   cu::RmsNormParams in;
   in.in = h_.as<Bf16>();
   in.in_row_stride = H;
-  in.weight = layers_[0].norm(0, H);
+  in.weight = w_->layers[0].norm(0, H);
   in.out = x_.as<Bf16>();
   in.out_row_stride = H;
   in.rows = static_cast<int32_t>(T);
   in.dim = static_cast<int32_t>(H);
-  in.eps = eps;
+  in.eps = tc.rms_norm_eps;
   TESSERA_RETURN_IF_ERROR(cu::LaunchRmsNorm(in, s));
 
-  for (int32_t l = 0; l < tc.num_layers; ++l) {
-    const LayerConfig& lc = tc.layers[l];
-    const LayerDevice& d = layers_[l];
-    const int32_t group = layer_group_[l];
-    const int64_t hd = lc.head_dim;
-    TESSERA_RETURN_IF_ERROR(
-        Gemm(x_.as<Bf16>(), H, d.qkv.as<Bf16>(), H, qkv_.data(), d.qkv_width, T, d.qkv_width, H));
+  for (int32_t l = 0; l < tc.num_layers; ++l) TESSERA_RETURN_IF_ERROR(EnqueueLayer(shape, l));
+  return EnqueueSampling(shape);
+}
 
-    cu::RopeKvParams r;
-    r.qkv = qkv_.as<Bf16>();
-    r.qkv_row_stride = d.qkv_width;
-    r.q_offset = 0;
-    r.k_offset = d.qd;
-    r.v_offset = lc.k_eq_v ? d.qd : d.qd + d.kd;
-    r.q_out = qkv_.as<Bf16>();
-    r.q_out_row_stride = d.qkv_width;
-    r.q_norm_weight = d.norm(0, H) + 4 * H;
-    r.k_norm_weight = d.norm(0, H) + 4 * H + hd;
-    r.inv_freq = d.inv_freq.as<float>();
-    r.positions = positions_.device;
-    r.slot_mapping = slots_[group].device;
-    r.kv = View(l);
-    r.num_rows = static_cast<int32_t>(T);
-    r.num_q_heads = tc.num_heads;
-    r.eps = eps;
-    TESSERA_RETURN_IF_ERROR(cu::LaunchRopeKvWrite(r, s));
+// One decoder layer: x_ holds its normed input, h_ the residual stream; on return x_ holds the
+// next layer's normed input (or the final norm's output).
+absl::Status CudaModelRunner::Impl::EnqueueLayer(const cu::StepShape& shape, int32_t l) {
+  const TextConfig& tc = config_.text;
+  const int64_t T = shape.rows, H = tc.hidden_size, I = tc.intermediate_size;
+  const float eps = tc.rms_norm_eps;
+  cudaStream_t s = stream_->get();
+  const LayerConfig& lc = tc.layers[l];
+  const cu::DeviceLayer& d = w_->layers[l];
+  const int32_t group = layer_group_[l];
+  const int64_t hd = lc.head_dim;
+  TESSERA_RETURN_IF_ERROR(Project(x_.as<Bf16>(), H, d.qkv, qkv_.data(), d.qkv_width, T));
 
-    cu::AttentionParams a;
-    a.q = qkv_.as<Bf16>();
-    a.q_row_stride = d.qkv_width;
-    a.out = attn_.as<Bf16>();
-    a.out_row_stride = d.qd;
-    a.num_seqs = shape.seqs;
-    a.total_rows = static_cast<int32_t>(T);
-    a.num_q_heads = tc.num_heads;
-    a.kv = View(l);
-    a.row_start = row_start_.device;
-    a.start_pos = start_pos_.device;
-    a.block_tables = tables_[group].device;
-    a.block_table_stride = shape.table_width;
-    if (shape.bidi) {
-      // Every layer: the reference applies the image block to global layers too (model_runner.h).
-      a.bidi_begin = bidi_begin_.device;
-      a.bidi_end = bidi_end_.device;
-    }
-    a.window = lc.window;
-    a.scale = 1.0f;
-    a.max_rows_per_seq = shape.max_rows_per_seq;
-    if (shape.decode) {
-      a.num_splits = shape.splits[group];
-      a.workspace = a.num_splits > 1 ? attn_ws_.as<float>() : nullptr;
-      TESSERA_RETURN_IF_ERROR(cu::LaunchPagedDecodeAttention(a, s));
-    } else {
-      TESSERA_RETURN_IF_ERROR(cu::LaunchPagedPrefillAttention(a, s));
-    }
+  cu::RopeKvParams r;
+  r.qkv = qkv_.as<Bf16>();
+  r.qkv_row_stride = d.qkv_width;
+  r.q_offset = 0;
+  r.k_offset = d.qd;
+  r.v_offset = lc.k_eq_v ? d.qd : d.qd + d.kd;
+  r.q_out = qkv_.as<Bf16>();
+  r.q_out_row_stride = d.qkv_width;
+  r.q_norm_weight = d.norm(0, H) + 4 * H;
+  r.k_norm_weight = d.norm(0, H) + 4 * H + hd;
+  r.inv_freq = d.inv_freq.as<float>();
+  r.positions = positions_.device;
+  r.slot_mapping = slots_[group].device;
+  r.kv = View(l);
+  r.num_rows = static_cast<int32_t>(T);
+  r.num_q_heads = tc.num_heads;
+  r.eps = eps;
+  TESSERA_RETURN_IF_ERROR(cu::LaunchRopeKvWrite(r, s));
 
-    TESSERA_RETURN_IF_ERROR(
-        Gemm(attn_.as<Bf16>(), d.qd, d.o.as<Bf16>(), d.qd, o_.data(), H, T, H, d.qd));
-
-    cu::ResidualRmsNormParams post;
-    post.y = o_.as<Bf16>();
-    post.y_row_stride = H;
-    post.y_weight = d.norm(1, H);
-    post.residual = h_.as<Bf16>();
-    post.residual_row_stride = H;
-    post.out_weight = d.norm(2, H);
-    post.out = x_.as<Bf16>();
-    post.out_row_stride = H;
-    post.rows = static_cast<int32_t>(T);
-    post.dim = static_cast<int32_t>(H);
-    post.eps = eps;
-    TESSERA_RETURN_IF_ERROR(cu::LaunchResidualRmsNorm(post, s));
-
-    TESSERA_RETURN_IF_ERROR(
-        Gemm(x_.as<Bf16>(), H, d.gate_up.as<Bf16>(), H, gu_.data(), 2 * I, T, 2 * I, H));
-
-    cu::GegluParams gg;
-    gg.in = gu_.as<Bf16>();
-    gg.in_row_stride = 2 * I;
-    gg.up_offset = I;
-    gg.out = act_.as<Bf16>();
-    gg.out_row_stride = I;
-    gg.rows = static_cast<int32_t>(T);
-    gg.dim = static_cast<int32_t>(I);
-    TESSERA_RETURN_IF_ERROR(cu::LaunchGeglu(gg, s));
-
-    TESSERA_RETURN_IF_ERROR(Gemm(act_.as<Bf16>(), I, d.down.as<Bf16>(), I, o_.data(), H, T, H, I));
-
-    cu::ResidualRmsNormParams ffw;
-    ffw.y = o_.as<Bf16>();
-    ffw.y_row_stride = H;
-    ffw.y_weight = d.norm(3, H);
-    ffw.residual = h_.as<Bf16>();
-    ffw.residual_row_stride = H;
-    ffw.layer_scalar = d.norm(0, H) + 4 * H + 2 * hd;
-    // The next layer's input norm, or the final norm after the last layer.
-    ffw.out_weight = l + 1 < tc.num_layers ? layers_[l + 1].norm(0, H) : final_norm_.as<Bf16>();
-    ffw.out = x_.as<Bf16>();
-    ffw.out_row_stride = H;
-    ffw.rows = static_cast<int32_t>(T);
-    ffw.dim = static_cast<int32_t>(H);
-    ffw.eps = eps;
-    TESSERA_RETURN_IF_ERROR(cu::LaunchResidualRmsNorm(ffw, s));
+  cu::AttentionParams a;
+  a.q = qkv_.as<Bf16>();
+  a.q_row_stride = d.qkv_width;
+  a.out = attn_.as<Bf16>();
+  a.out_row_stride = d.qd;
+  a.num_seqs = shape.seqs;
+  a.total_rows = static_cast<int32_t>(T);
+  a.num_q_heads = tc.num_heads;
+  a.kv = View(l);
+  a.row_start = row_start_.device;
+  a.start_pos = start_pos_.device;
+  a.block_tables = tables_[group].device;
+  a.block_table_stride = shape.table_width;
+  if (shape.bidi) {
+    // Every layer: the reference applies the image block to global layers too (model_runner.h).
+    a.bidi_begin = bidi_begin_.device;
+    a.bidi_end = bidi_end_.device;
+  }
+  a.window = lc.window;
+  a.scale = 1.0f;
+  a.max_rows_per_seq = shape.max_rows_per_seq;
+  if (shape.decode) {
+    a.num_splits = shape.splits[group];
+    a.workspace = a.num_splits > 1 ? attn_ws_.as<float>() : nullptr;
+    TESSERA_RETURN_IF_ERROR(cu::LaunchPagedDecodeAttention(a, s));
+  } else {
+    TESSERA_RETURN_IF_ERROR(cu::LaunchPagedPrefillAttention(a, s));
   }
 
-  if (shape.sample_rows > 0) {
-    TESSERA_RETURN_IF_ERROR(EnqueueLogits(
-        shape.gathered ? shape.sample_src : std::vector<int32_t>(), shape.sample_rows));
-    cu::SampleParams sp;
-    sp.logits = logits_.as<float>();
-    sp.row_stride = tc.vocab_size;
-    sp.rows = shape.sample_rows;
-    sp.vocab = tc.vocab_size;
-    sp.row_params = sample_rows_.device;
-    sp.penalties = penalties_dev_.as<cu::PenaltyEntry>();
-    sp.workspace = sample_ws_.data();
-    sp.out_token = out_tokens_dev_;
-    sp.out_logprob = out_logprobs_dev_;
-    TESSERA_RETURN_IF_ERROR(cu::LaunchSample(sp, s));
-    TESSERA_RETURN_IF_ERROR(
-        cu::CopyToHostAsync(out_host_.data(), out_dev_.data(), int64_t{shape.sample_rows} * 4, s));
-    TESSERA_RETURN_IF_ERROR(cu::CopyToHostAsync(out_host_.as<int32_t>() + options_.max_step_seqs,
-                                                out_logprobs_dev_, int64_t{shape.sample_rows} * 4,
-                                                s));
+  TESSERA_RETURN_IF_ERROR(Project(attn_.as<Bf16>(), d.qd, d.o, o_.data(), H, T));
+
+  cu::ResidualRmsNormParams post;
+  post.y = o_.as<Bf16>();
+  post.y_row_stride = H;
+  post.y_weight = d.norm(1, H);
+  post.residual = h_.as<Bf16>();
+  post.residual_row_stride = H;
+  post.out_weight = d.norm(2, H);
+  post.out = x_.as<Bf16>();
+  post.out_row_stride = H;
+  post.rows = static_cast<int32_t>(T);
+  post.dim = static_cast<int32_t>(H);
+  post.eps = eps;
+  TESSERA_RETURN_IF_ERROR(cu::LaunchResidualRmsNorm(post, s));
+
+  TESSERA_RETURN_IF_ERROR(Project(x_.as<Bf16>(), H, d.gate_up, gu_.data(), 2 * I, T));
+
+  cu::GegluParams gg;
+  gg.in = gu_.as<Bf16>();
+  gg.in_row_stride = 2 * I;
+  gg.up_offset = I;
+  gg.out = act_.as<Bf16>();
+  gg.out_row_stride = I;
+  gg.rows = static_cast<int32_t>(T);
+  gg.dim = static_cast<int32_t>(I);
+  TESSERA_RETURN_IF_ERROR(cu::LaunchGeglu(gg, s));
+
+  TESSERA_RETURN_IF_ERROR(Project(act_.as<Bf16>(), I, d.down, o_.data(), H, T));
+
+  cu::ResidualRmsNormParams ffw;
+  ffw.y = o_.as<Bf16>();
+  ffw.y_row_stride = H;
+  ffw.y_weight = d.norm(3, H);
+  ffw.residual = h_.as<Bf16>();
+  ffw.residual_row_stride = H;
+  ffw.layer_scalar = d.norm(0, H) + 4 * H + 2 * hd;
+  // The next layer's input norm, or the final norm after the last layer.
+  ffw.out_weight = l + 1 < tc.num_layers ? w_->layers[l + 1].norm(0, H) : w_->final_norm.as<Bf16>();
+  ffw.out = x_.as<Bf16>();
+  ffw.out_row_stride = H;
+  ffw.rows = static_cast<int32_t>(T);
+  ffw.dim = static_cast<int32_t>(H);
+  ffw.eps = eps;
+  return cu::LaunchResidualRmsNorm(ffw, s);
+}
+
+// The logits of the GPU-sampled rows, the sampler, and the copy of its results to pinned memory.
+absl::Status CudaModelRunner::Impl::EnqueueSampling(const cu::StepShape& shape) {
+  if (shape.sample_rows == 0) return absl::OkStatus();
+  const TextConfig& tc = config_.text;
+  cudaStream_t s = stream_->get();
+  TESSERA_RETURN_IF_ERROR(
+      EnqueueLogits(shape.gathered ? shape.sample_src : std::vector<int32_t>(), shape.sample_rows));
+  cu::SampleParams sp;
+  sp.logits = logits_.as<float>();
+  sp.row_stride = tc.vocab_size;
+  sp.rows = shape.sample_rows;
+  sp.vocab = tc.vocab_size;
+  sp.row_params = sample_rows_.device;
+  sp.penalties = penalties_dev_.as<cu::PenaltyEntry>();
+  sp.workspace = sample_ws_.data();
+  sp.out_token = out_tokens_dev_;
+  sp.out_logprob = out_logprobs_dev_;
+  TESSERA_RETURN_IF_ERROR(cu::LaunchSample(sp, s));
+  TESSERA_RETURN_IF_ERROR(
+      cu::CopyToHostAsync(out_host_.data(), out_dev_.data(), int64_t{shape.sample_rows} * 4, s));
+  return cu::CopyToHostAsync(out_host_.as<int32_t>() + options_.max_step_seqs, out_logprobs_dev_,
+                             int64_t{shape.sample_rows} * 4, s);
+}
+
+void CudaModelRunner::Impl::ReadGpuSamples(const BatchPlan& plan, const cu::StepShape& shape,
+                                           StepOutput* out) {
+  const int32_t* tokens = out_host_.as<int32_t>();
+  const float* logprobs = reinterpret_cast<const float*>(tokens + options_.max_step_seqs);
+  for (size_t i = 0; i < shape.gpu_sample_seqs.size(); ++i) {
+    const int32_t si = shape.gpu_sample_seqs[i];
+    const SamplingParams& p = plan.seqs[si].sampling;
+    SampleResult& r = out->seqs[si].sampled;
+    r.token = tokens[i];
+    // The GPU sampler computes the logprob always; report it only when asked, as the CPU does.
+    r.logprob = p.logprobs || p.top_logprobs > 0 ? logprobs[i] : 0.0f;
+  }
+}
+
+absl::Status CudaModelRunner::Impl::FetchHostLogits(const BatchPlan& plan,
+                                                    const cu::StepShape& shape, StepOutput* out) {
+  const int32_t V = config_.text.vocab_size;
+  const int32_t S = shape.plan_seqs;
+  std::vector<std::vector<float>> cpu_sample_logits(S);
+  for (int32_t si = 0; si < S; ++si) {
+    out->seqs[si].logits.resize(plan.seqs[si].logits_rows.size() * static_cast<size_t>(V));
+    if (shape.cpu_sample[si]) cpu_sample_logits[si].resize(V);
+  }
+  const std::vector<cu::HostLogitsRow>& rows = shape.host_rows;
+  const int32_t chunk = static_cast<int32_t>(std::min<int64_t>(
+      kLogitsChunkRows, gathered_.size() / (int64_t{config_.text.hidden_size} * 2)));
+  std::vector<int32_t> src;
+  for (size_t c0 = 0; c0 < rows.size(); c0 += chunk) {
+    const int32_t n = static_cast<int32_t>(std::min<size_t>(chunk, rows.size() - c0));
+    src.resize(n);
+    for (int32_t i = 0; i < n; ++i) src[i] = rows[c0 + i].step_row;
+    TESSERA_RETURN_IF_ERROR(EnqueueLogits(src, n));
+    for (int32_t i = 0; i < n; ++i) {
+      const cu::HostLogitsRow& hr = rows[c0 + i];
+      float* dst = hr.slot >= 0 ? out->seqs[hr.seq].logits.data() + int64_t{hr.slot} * V
+                                : cpu_sample_logits[hr.seq].data();
+      TESSERA_RETURN_IF_ERROR(cu::CopyToHostAsync(dst, logits_.as<float>() + int64_t{i} * V,
+                                                  int64_t{V} * 4, stream_->get()));
+    }
+    TESSERA_RETURN_IF_ERROR(stream_->Synchronize());
+  }
+  for (int32_t si = 0; si < S; ++si) {
+    if (!shape.cpu_sample[si]) continue;
+    const SequencePlan& sp = plan.seqs[si];
+    out->seqs[si].sampled =
+        Sample(cpu_sample_logits[si].data(), V, sp.sampling, sp.sampling_context);
   }
   return absl::OkStatus();
-}
-
-// Writes the pinned metadata of the step's rows (ids, positions, spans, slots, row starts, block
-// tables of `width` entries) for the plan's sequences and, past them, the padding sequences of a
-// graph step (one row at position 0 reading the zeroed spare block, writing nothing). Returns the
-// number of rows; seq_row0 gets each sequence's first row.
-int32_t CudaModelRunner::Impl::LayOutRows(const BatchPlan& plan, int32_t S_run, int32_t width,
-                                          std::vector<int64_t>* seq_row0_out) {
-  std::vector<int64_t>& seq_row0 = *seq_row0_out;
-  seq_row0.assign(S_run, 0);
-  const int32_t S = static_cast<int32_t>(plan.seqs.size());
-  const int32_t G = static_cast<int32_t>(spec_.groups.size());
-  int32_t row = 0;
-  for (int32_t si = 0; si < S_run; ++si) {
-    seq_row0[si] = row;
-    row_start_.host[si] = row;
-    if (si >= S) {
-      // Padding sequence of a graph step: one row at position 0 reading the zeroed spare block,
-      // writing nothing, sampled greedily and ignored.
-      ids_.host[row] = 0;
-      positions_.host[row] = 0;
-      bidi_begin_.host[row] = bidi_end_.host[row] = 0;
-      start_pos_.host[si] = 0;
-      for (int32_t g = 0; g < G; ++g) {
-        slots_[g].host[row] = -1;
-        std::fill_n(tables_[g].host + int64_t{si} * width, width, spec_.groups[g].num_blocks);
-      }
-      ++row;
-      continue;
-    }
-    const SequencePlan& sp = plan.seqs[si];
-    start_pos_.host[si] = sp.start_pos;
-    const int32_t n = static_cast<int32_t>(sp.token_ids.size());
-    std::vector<bool> media_row(n, false);
-    for (const MediaRows& m : sp.media) {
-      for (int32_t i = m.seq_row; i < m.seq_row + m.count; ++i) media_row[i] = true;
-    }
-    for (int32_t i = 0; i < n; ++i) {
-      const int32_t pos = sp.start_pos + i;
-      ids_.host[row + i] = media_row[i] ? -1 : sp.token_ids[i];
-      positions_.host[row + i] = pos;
-      int32_t bb = 0, be = 0;
-      for (const BidirectionalSpan& span : sp.bidirectional) {
-        if (pos >= span.begin && pos < span.end) {
-          bb = span.begin;
-          be = span.end;
-        }
-      }
-      bidi_begin_.host[row + i] = bb;
-      bidi_end_.host[row + i] = be;
-      for (int32_t g = 0; g < G; ++g) {
-        const int32_t bs = spec_.groups[g].block_size;
-        slots_[g].host[row + i] = int64_t{sp.block_tables[g][pos / bs]} * bs + pos % bs;
-      }
-    }
-    for (int32_t g = 0; g < G; ++g) {
-      int32_t* t = tables_[g].host + int64_t{si} * width;
-      const auto& src = sp.block_tables[g];
-      const int32_t n_copy = std::min<int32_t>(width, static_cast<int32_t>(src.size()));
-      std::copy_n(src.begin(), n_copy, t);
-      // Entries no query reads (released, or past the table) point at the spare block.
-      for (int32_t j = 0; j < width; ++j) {
-        if (j >= n_copy || t[j] < 0) t[j] = spec_.groups[g].num_blocks;
-      }
-    }
-    row += n;
-  }
-  row_start_.host[S_run] = row;
-  return row;
-}
-
-// Writes the penalty entries (distinct context tokens, bans) of every sequence in
-// `gpu_sample_seqs` into the pinned staging buffer, with each sequence's [begin, end); a sequence
-// whose entries do not fit moves to `cpu_sample`. Returns the number of entries.
-int64_t CudaModelRunner::Impl::BuildPenaltyEntries(const BatchPlan& plan,
-                                                   std::vector<int32_t>* gpu_sample_seqs_out,
-                                                   std::vector<bool>* cpu_sample_out,
-                                                   std::vector<int32_t>* pen_begin_out,
-                                                   std::vector<int32_t>* pen_end_out) {
-  std::vector<int32_t>& gpu_sample_seqs = *gpu_sample_seqs_out;
-  std::vector<bool>& cpu_sample = *cpu_sample_out;
-  std::vector<int32_t>& pen_begin = *pen_begin_out;
-  std::vector<int32_t>& pen_end = *pen_end_out;
-  const int32_t V = config_.text.vocab_size;
-  int64_t penalty_count = 0;
-  cu::PenaltyEntry* entries = penalties_host_.as<cu::PenaltyEntry>();
-  if (penalty_slot_.size() != static_cast<size_t>(V)) {
-    penalty_slot_.assign(V, 0);
-    penalty_stamp_.assign(V, 0);
-  }
-  for (int32_t si : gpu_sample_seqs) {
-    const SequencePlan& sp = plan.seqs[si];
-    const SamplingParams& p = sp.sampling;
-    const SamplingContext& c = sp.sampling_context;
-    if (++stamp_ == 0) {  // Wrapped: forget every old stamp.
-      std::fill(penalty_stamp_.begin(), penalty_stamp_.end(), 0);
-      stamp_ = 1;
-    }
-    const int64_t begin = penalty_count;
-    // The entry of `tok` for this sequence, made on first sight; null when the buffer is full.
-    auto entry = [&](int32_t tok) -> cu::PenaltyEntry* {
-      if (penalty_stamp_[tok] != stamp_) {
-        if (penalty_count >= kMaxPenaltyEntries) return nullptr;
-        penalty_stamp_[tok] = stamp_;
-        penalty_slot_[tok] = static_cast<int32_t>(penalty_count);
-        entries[penalty_count] = cu::PenaltyEntry{tok, 0, 0, 0};
-        ++penalty_count;
-      }
-      return &entries[penalty_slot_[tok]];
-    };
-    bool overflow = false;
-    auto add = [&](int32_t tok, bool output) {
-      if (overflow || tok < 0 || tok >= V) return;
-      cu::PenaltyEntry* e = entry(tok);
-      if (e == nullptr) {
-        overflow = true;
-        return;
-      }
-      e->in_context = 1;
-      if (output) ++e->output_count;
-    };
-    if (p.repetition_penalty != 1.0f && c.prompt_tokens != nullptr) {
-      for (int32_t t : *c.prompt_tokens) add(t, false);
-    }
-    if ((p.repetition_penalty != 1.0f || p.frequency_penalty != 0.0f ||
-         p.presence_penalty != 0.0f) &&
-        c.output_tokens != nullptr) {
-      for (int32_t t : *c.output_tokens) add(t, true);
-    }
-    for (int32_t t : c.banned_tokens) {
-      if (overflow) break;
-      if (t < 0 || t >= V) continue;
-      cu::PenaltyEntry* e = entry(t);
-      if (e == nullptr) {
-        overflow = true;
-        continue;
-      }
-      e->banned = 1;
-    }
-    if (overflow) {
-      // Too many distinct context tokens this step: this row samples on the CPU.
-      penalty_count = begin;
-      cpu_sample[si] = true;
-      continue;
-    }
-    pen_begin[si] = static_cast<int32_t>(begin);
-    pen_end[si] = static_cast<int32_t>(penalty_count);
-  }
-  gpu_sample_seqs.erase(std::remove_if(gpu_sample_seqs.begin(), gpu_sample_seqs.end(),
-                                       [&](int32_t si) { return cpu_sample[si]; }),
-                        gpu_sample_seqs.end());
-  return penalty_count;
 }
 
 absl::Status CudaModelRunner::Impl::Execute(const BatchPlan& plan, StepOutput* out) {
@@ -1147,119 +822,8 @@ absl::Status CudaModelRunner::Impl::Execute(const BatchPlan& plan, StepOutput* o
   out->seqs.clear();
   out->seqs.resize(plan.seqs.size());
   if (plan.seqs.empty()) return absl::OkStatus();
-  const TextConfig& tc = config_.text;
-  const int32_t V = tc.vocab_size;
-  const int32_t S = static_cast<int32_t>(plan.seqs.size());
-  const int32_t G = static_cast<int32_t>(spec_.groups.size());
 
-  // Step shape.
-  StepShape shape;
-  shape.seqs = S;
-  bool decode = true, bidi = false, any_logits_rows = false;
-  int32_t max_rows = 1, max_table = 1, max_kv = 1;
-  for (const SequencePlan& sp : plan.seqs) {
-    const int32_t n = static_cast<int32_t>(sp.token_ids.size());
-    decode = decode && n == 1 && sp.media.empty();
-    bidi = bidi || !sp.bidirectional.empty();
-    any_logits_rows = any_logits_rows || !sp.logits_rows.empty();
-    max_rows = std::max(max_rows, n);
-    max_kv = std::max(max_kv, sp.start_pos + n);
-    for (const auto& t : sp.block_tables) {
-      max_table = std::max(max_table, static_cast<int32_t>(t.size()));
-    }
-  }
-  max_table = std::min<int32_t>(max_table, static_cast<int32_t>(max_table_));
-
-  // Which rows sample on the GPU, and which need their logits on the host (requested rows, and
-  // rows whose sampling the GPU sampler does not cover: top_logprobs, a constrained-decoding mask).
-  std::vector<int32_t> gpu_sample_seqs;
-  std::vector<bool> cpu_sample(S, false);
-  for (int32_t si = 0; si < S; ++si) {
-    const SequencePlan& sp = plan.seqs[si];
-    if (!sp.sample) continue;
-    if (sp.sampling.top_logprobs > 0 || sp.sampling_context.allowed_tokens != nullptr) {
-      cpu_sample[si] = true;
-      continue;
-    }
-    gpu_sample_seqs.push_back(si);
-  }
-  // Penalty entries of the GPU-sampled rows (a row that overflows the buffer samples on the CPU).
-  std::vector<int32_t> pen_begin(S, 0), pen_end(S, 0);
-  const int64_t penalty_count =
-      BuildPenaltyEntries(plan, &gpu_sample_seqs, &cpu_sample, &pen_begin, &pen_end);
-  const bool any_cpu_sample =
-      std::any_of(cpu_sample.begin(), cpu_sample.end(), [](bool b) { return b; });
-
-  const bool graph_ok = options_.cuda_graphs && cu::GraphsSupported() && decode && !bidi &&
-                        !any_logits_rows && !any_cpu_sample &&
-                        static_cast<int32_t>(gpu_sample_seqs.size()) == S &&
-                        S <= options_.max_graph_batch;
-  int32_t padded = S, width = max_table;
-  if (graph_ok) {
-    for (int32_t b : kGraphBatches) {
-      if (b >= S) {
-        padded = b;
-        break;
-      }
-    }
-    if (padded < S || padded > options_.max_step_seqs) padded = S;
-    width = 16;
-    while (width < max_table) width *= 2;
-    width = std::min<int32_t>(width, static_cast<int32_t>(max_table_));
-    max_kv = width * options_.block_size;
-  }
-  const int32_t S_run = graph_ok ? padded : S;
-
-  // Host metadata.
-  std::vector<int64_t> seq_row0;
-  const int32_t row = LayOutRows(plan, S_run, width, &seq_row0);
-  shape.rows = row;
-  shape.seqs = S_run;
-  shape.table_width = width;
-  shape.max_rows_per_seq = max_rows;
-  shape.decode = decode;
-  shape.bidi = bidi;
-  for (int32_t g = 0; g < G; ++g) {
-    // A sliding-window layer reads at most `window` keys, however long the sequence.
-    const int32_t window = spec_.groups[g].window;
-    const int32_t keys = window > 0 ? std::min(max_kv, window) : max_kv;
-    shape.splits.push_back(
-        decode ? cu::ChooseDecodeSplits(S_run, spec_.groups[g].num_kv_heads, keys, num_sms_) : 1);
-    // The workspace was sized for splits * rows <= 2 * SMs + seqs.
-    const int64_t need = cu::AttentionWorkspaceFloats(S_run, tc.num_heads, spec_.groups[g].head_dim,
-                                                      shape.splits[g]);
-    if (need > attn_ws_floats_) shape.splits[g] = 1;
-  }
-
-  // Sample rows: GPU-sampled sequences' last rows first, in order.
-  const int32_t n_sample = graph_ok ? S_run : static_cast<int32_t>(gpu_sample_seqs.size());
-  shape.sample_rows = n_sample;
-  shape.gathered = !decode || static_cast<int32_t>(gpu_sample_seqs.size()) != S;
-  for (int32_t i = 0; i < n_sample; ++i) {
-    cu::SampleRowParams& rp = sample_rows_.host[i];
-    rp = cu::SampleRowParams();
-    if (i >= static_cast<int32_t>(gpu_sample_seqs.size())) {
-      rp.temperature = 0.0f;  // Padding.
-      continue;
-    }
-    const int32_t si = gpu_sample_seqs[i];
-    const SequencePlan& sp = plan.seqs[si];
-    const SamplingParams& p = sp.sampling;
-    rp.temperature = p.temperature;
-    rp.top_k = p.top_k;
-    rp.top_p = p.top_p;
-    rp.min_p = p.min_p;
-    rp.repetition_penalty = p.repetition_penalty;
-    rp.presence_penalty = p.presence_penalty;
-    rp.frequency_penalty = p.frequency_penalty;
-    rp.penalty_begin = pen_begin[si];
-    rp.penalty_end = pen_end[si];
-    rp.uniform = UniformForStep(p.seed, sp.sampling_context.step);
-    if (shape.gathered) {
-      shape.sample_src.push_back(static_cast<int32_t>(seq_row0[si]) +
-                                 static_cast<int32_t>(sp.token_ids.size()) - 1);
-    }
-  }
+  const cu::StepShape& shape = planner_->Plan(plan, arrays_);
 
   // From here on work is queued: any error return first waits for it, so that a failed step's
   // kernels cannot run on the next step's metadata (written into the same pinned buffers).
@@ -1270,103 +834,13 @@ absl::Status CudaModelRunner::Impl::Execute(const BatchPlan& plan, StepOutput* o
       if (armed) (void)stream->Synchronize();
     }
   } sync_on_error{stream_.get()};
-  TESSERA_RETURN_IF_ERROR(UploadMeta(shape.rows, S_run, width, penalty_count));
-  if (graph_ok) {
-    const auto key = std::make_pair(padded, width);
-    GraphState& state = graph_state_[key];
-    auto it = graphs_.find(key);
-    if (it == graphs_.end() && state == GraphState::kWarm) {
-      absl::Status st = cu::Graph::BeginCapture(stream_->get());
-      absl::StatusOr<std::unique_ptr<cu::Graph>> graph = absl::UnknownError("not captured");
-      if (st.ok()) {
-        st = EnqueueForward(shape, nullptr, seq_row0);
-        graph = cu::Graph::EndCapture(stream_->get());  // Ends the capture whatever happened.
-      }
-      if (st.ok() && graph.ok()) {
-        it = graphs_.emplace(key, std::move(*graph)).first;
-      } else {
-        // Run this key eagerly from now on; the capture's error must not fail later launches.
-        cu::ClearLastError();
-        state = GraphState::kEager;
-        TESSERA_LOG(WARNING) << "CUDA graph capture for batch " << padded << ", table width "
-                             << width << " failed; those steps run eagerly: "
-                             << (st.ok() ? graph.status() : st);
-      }
-    }
-    if (it != graphs_.end()) {
-      TESSERA_RETURN_IF_ERROR(it->second->Launch(stream_->get()));
-      ++graph_steps_;
-    } else {
-      TESSERA_RETURN_IF_ERROR(EnqueueForward(shape, nullptr, seq_row0));
-      if (state == GraphState::kCold) state = GraphState::kWarm;
-    }
-  } else {
-    int64_t media_rows = 0;
-    for (const SequencePlan& sp : plan.seqs) {
-      for (const MediaRows& m : sp.media) media_rows = std::max<int64_t>(media_rows, m.count);
-    }
-    TESSERA_RETURN_IF_ERROR(GrowMedia(media_rows));
-    TESSERA_RETURN_IF_ERROR(EnqueueForward(shape, &plan, seq_row0));
-  }
-
-  // Logits the host needs: requested rows and CPU-sampled rows, in chunks.
-  struct HostRow {
-    int32_t seq;
-    int32_t src_row;  // Step row.
-    int32_t slot;     // Index into the sequence's logits_rows, or -1 for a CPU-sampled row.
-  };
-  std::vector<HostRow> host_rows;
-  std::vector<std::vector<float>> cpu_sample_logits(S);
-  for (int32_t si = 0; si < S; ++si) {
-    const SequencePlan& sp = plan.seqs[si];
-    out->seqs[si].logits.resize(sp.logits_rows.size() * static_cast<size_t>(V));
-    for (size_t i = 0; i < sp.logits_rows.size(); ++i) {
-      host_rows.push_back(
-          {si, static_cast<int32_t>(seq_row0[si]) + sp.logits_rows[i], static_cast<int32_t>(i)});
-    }
-    if (cpu_sample[si]) {
-      host_rows.push_back(
-          {si, static_cast<int32_t>(seq_row0[si]) + static_cast<int32_t>(sp.token_ids.size()) - 1,
-           -1});
-      cpu_sample_logits[si].resize(V);
-    }
-  }
+  TESSERA_RETURN_IF_ERROR(UploadMeta(shape));
+  TESSERA_RETURN_IF_ERROR(RunForward(plan, shape));
   // The GPU sample results must be read before the logits buffer is reused.
   TESSERA_RETURN_IF_ERROR(stream_->Synchronize());
-  for (size_t i = 0; i < gpu_sample_seqs.size(); ++i) {
-    const int32_t si = gpu_sample_seqs[i];
-    SampleResult& r = out->seqs[si].sampled;
-    r.token = out_host_.as<int32_t>()[i];
-    r.logprob = reinterpret_cast<const float*>(out_host_.as<int32_t>() + options_.max_step_seqs)[i];
-  }
-  const int32_t chunk = static_cast<int32_t>(
-      std::min<int64_t>(kLogitsChunkRows, gathered_.size() / (int64_t{tc.hidden_size} * 2)));
-  for (size_t c0 = 0; c0 < host_rows.size(); c0 += chunk) {
-    const int32_t n = static_cast<int32_t>(std::min<size_t>(chunk, host_rows.size() - c0));
-    std::vector<int32_t> src(n);
-    for (int32_t i = 0; i < n; ++i) src[i] = host_rows[c0 + i].src_row;
-    TESSERA_RETURN_IF_ERROR(EnqueueLogits(src, n));
-    for (int32_t i = 0; i < n; ++i) {
-      const HostRow& hr = host_rows[c0 + i];
-      float* dst = hr.slot >= 0 ? out->seqs[hr.seq].logits.data() + int64_t{hr.slot} * V
-                                : cpu_sample_logits[hr.seq].data();
-      TESSERA_RETURN_IF_ERROR(cu::CopyToHostAsync(dst, logits_.as<float>() + int64_t{i} * V,
-                                                  int64_t{V} * 4, stream_->get()));
-    }
-    TESSERA_RETURN_IF_ERROR(stream_->Synchronize());
-  }
-  for (int32_t si = 0; si < S; ++si) {
-    if (!cpu_sample[si]) continue;
-    const SequencePlan& sp = plan.seqs[si];
-    out->seqs[si].sampled =
-        Sample(cpu_sample_logits[si].data(), V, sp.sampling, sp.sampling_context);
-  }
+  ReadGpuSamples(plan, shape, out);
+  TESSERA_RETURN_IF_ERROR(FetchHostLogits(plan, shape, out));
   sync_on_error.armed = false;  // Every path above ended with a stream sync.
-  // The GPU sampler computes the logprob always; report it only when asked, as the CPU does.
-  for (int32_t si : gpu_sample_seqs) {
-    const SamplingParams& p = plan.seqs[si].sampling;
-    if (!p.logprobs && p.top_logprobs == 0) out->seqs[si].sampled.logprob = 0.0f;
-  }
   return absl::OkStatus();
 }
 
@@ -1379,9 +853,9 @@ int32_t CudaModelRunner::vocab_size() const { return impl_->config_.text.vocab_s
 absl::Status CudaModelRunner::Execute(const BatchPlan& plan, StepOutput* out) {
   return impl_->Execute(plan, out);
 }
-uint64_t CudaModelRunner::weight_bytes() const { return impl_->weight_bytes_; }
+uint64_t CudaModelRunner::weight_bytes() const { return impl_->w_->bytes; }
 uint64_t CudaModelRunner::kv_bytes() const { return impl_->kv_bytes_; }
-uint64_t CudaModelRunner::graph_steps() const { return impl_->graph_steps_; }
+uint64_t CudaModelRunner::graph_steps() const { return impl_->graphs_->graph_steps(); }
 
 absl::StatusOr<std::vector<float>> CudaModelRunner::EmbedMedia(const MediaItem& item,
                                                                int32_t item_row, int32_t count) {
@@ -1416,9 +890,19 @@ std::string CudaModelRunner::Describe() const {
                     g.block_size);
   }
   return absl::StrFormat("%s: weights %.2f GiB, KV %.2f GiB (%s), CUDA graphs %s",
-                         impl_->device_name_, impl_->weight_bytes_ / 1073741824.0,
+                         impl_->device_name_, impl_->w_->bytes / 1073741824.0,
                          impl_->kv_bytes_ / 1073741824.0, groups,
                          impl_->options_.cuda_graphs && cu::GraphsSupported() ? "on" : "off");
+}
+
+absl::StatusOr<std::unique_ptr<CudaModelRunner>> CreateCudaModelRunner(
+    const ModelConfig& config, const DeviceWeightsSource& weights,
+    const CudaRunnerOptions& options) {
+  auto impl = std::make_unique<CudaModelRunner::Impl>();
+  TESSERA_RETURN_IF_ERROR(impl->Init(config, options));
+  TESSERA_ASSIGN_OR_RETURN(impl->w_, weights(impl->device_name_));
+  TESSERA_RETURN_IF_ERROR(impl->AllocateRuntime());
+  return std::unique_ptr<CudaModelRunner>(new CudaModelRunner(std::move(impl)));
 }
 
 absl::StatusOr<std::unique_ptr<CudaModelRunner>> CreateCudaModelRunner(
@@ -1426,21 +910,41 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CreateCudaModelRunner(
   if (model == nullptr || model->weights == nullptr) {
     return absl::InvalidArgumentError("CreateCudaModelRunner: no model");
   }
-  auto impl = std::make_unique<CudaModelRunner::Impl>();
-  TESSERA_RETURN_IF_ERROR(impl->Init(model->config, options));
-  impl->model_ = model;
-  TESSERA_RETURN_IF_ERROR(impl->UploadWeights(*model));
-  TESSERA_RETURN_IF_ERROR(impl->AllocateRuntime());
-  return std::unique_ptr<CudaModelRunner>(new CudaModelRunner(std::move(impl)));
+  TESSERA_ASSIGN_OR_RETURN(auto runner, CreateCudaModelRunner(
+                                            model->config,
+                                            [&model](const std::string& device_name) {
+                                              return cu::UploadCheckpointWeights(
+                                                  model->config, *model->weights, device_name);
+                                            },
+                                            options));
+  runner->impl_->model_ = std::move(model);
+  return runner;
 }
 
-absl::StatusOr<std::unique_ptr<CudaModelRunner>> CreateRandomCudaModelRunner(
-    const RandomModelSpec& spec, const CudaRunnerOptions& options) {
-  auto impl = std::make_unique<CudaModelRunner::Impl>();
-  TESSERA_RETURN_IF_ERROR(impl->Init(spec.config, options));
-  TESSERA_RETURN_IF_ERROR(impl->RandomWeights(spec.seed));
-  TESSERA_RETURN_IF_ERROR(impl->AllocateRuntime());
-  return std::unique_ptr<CudaModelRunner>(new CudaModelRunner(std::move(impl)));
+absl::StatusOr<cu::MemoryPlan> PlanCudaMemory(const LoadedModel& model,
+                                              const CudaRunnerOptions& options,
+                                              int64_t gpu_memory_bytes) {
+  if (model.weights == nullptr) return absl::InvalidArgumentError("PlanCudaMemory: no weights");
+  TESSERA_RETURN_IF_ERROR(CudaModelSupported(model.config));
+  // A larger SM count only grows the decode-split workspace (a few MiB): assume an H100's 132
+  // when no GPU says otherwise.
+  int32_t num_sms = 132;
+  if (gpu_memory_bytes == 0) {
+    TESSERA_ASSIGN_OR_RETURN(auto devices, cu::QueryDevices());
+    if (options.device < 0 || options.device >= static_cast<int>(devices.size())) {
+      return absl::InvalidArgumentError(absl::StrCat("PlanCudaMemory: device ", options.device,
+                                                     " does not exist; ", devices.size(),
+                                                     " visible"));
+    }
+    gpu_memory_bytes = static_cast<int64_t>(devices[options.device].total_memory);
+    num_sms = devices[options.device].multiprocessors;
+  }
+  const cu::ModelFormats formats = cu::FormatsOf(model.config, *model.weights);
+  return cu::PlanMemory(model.config, cu::DeviceWeightBytes(model.config, formats),
+                        gpu_memory_bytes, options, num_sms,
+                        static_cast<int64_t>(cu::SampleWorkspaceBytes(
+                            options.max_step_seqs, model.config.text.vocab_size)),
+                        cu::WidestQuantizedCols(model.config, formats));
 }
 
 bool CudaDeviceAvailable() {

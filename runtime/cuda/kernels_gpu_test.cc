@@ -403,6 +403,39 @@ TEST_F(GpuTest, TinyFixtureShapes) {
   }
 }
 
+// The gemma4-quant-s GGUF fixture (testdata/gguf): head_dim 64 (2:1, window 8) and 128 (4:1,
+// causal).
+TEST_F(GpuTest, QuantFixtureShapes) {
+  uint64_t seed = 450;
+  for (int bs : {1, 4, 16}) {
+    AttnCase slide{
+        absl::StrCat("quant-s d64 prefill bs", bs), 64, 4, 2, bs, 5, 3, 8, 0.125f, false, 1, 32};
+    slide.seqs = {SeqSpec{0, 20, {{2, 12}}}, SeqSpec{13, 7, {{1, 4}}}, SeqSpec{40, 1, {}}};
+    RunAttentionCase(slide, seed++);
+    AttnCase glob{absl::StrCat("quant-s d128 prefill bs", bs),
+                  128,
+                  4,
+                  1,
+                  bs,
+                  1,
+                  0,
+                  0,
+                  1.0f,
+                  false,
+                  bs == 4 ? 2 : 1,
+                  64};
+    glob.seqs = {SeqSpec{0, 20, {}}, SeqSpec{13, 7, {}}, SeqSpec{40, 1, {}}};
+    RunAttentionCase(glob, seed++);
+    AttnCase dec64{absl::StrCat("quant-s d64 decode bs", bs), 64, 4, 2, bs, 5, 4, 8, 1.0f, true, 0};
+    dec64.seqs = DecodeSeqs({1, 8, 9, 100});
+    RunAttentionCase(dec64, seed++);
+    AttnCase dec128{
+        absl::StrCat("quant-s d128 decode bs", bs), 128, 4, 1, bs, 1, 0, 0, 0.2f, true, 0};
+    dec128.seqs = DecodeSeqs({1, 8, 9, 1000});
+    RunAttentionCase(dec128, seed++);
+  }
+}
+
 // Random batches: random offsets, lengths, spans and splits, every supported shape.
 TEST_F(GpuTest, RandomBatches) {
   Rng rng(500);
@@ -569,6 +602,8 @@ TEST_F(GpuTest, RopeKvWrite) {
       {"tiny d16", 16, 4, 2, 8, 1e4f, false, 50, 4, 5, 4, 4095},
       {"tiny d32 partial K=V", 32, 4, 1, 4, 1e6f, true, 50, 3, 1, 0, 4095},
       {"d256 block 1", 256, 16, 8, 128, 1e4f, false, 9, 1, 1, 0, 100},
+      {"quant-s d64", 64, 4, 2, 32, 1e4f, false, 20, 16, 5, 2, 4095},
+      {"quant-s d128 partial K=V", 128, 4, 1, 16, 1e6f, true, 20, 16, 1, 0, 4095},
   };
   for (const RopeCase& c : cases) RunRopeCase(c, seed++);
 }

@@ -55,8 +55,13 @@ AttentionParams ValidAttention(FakeMemory& m, int head_dim, int q_heads, int kv_
 
 TEST(AttentionLaunchTest, ModelShapesAreAccepted) {
   FakeMemory m;
-  for (auto [d, hq, hkv] : std::vector<std::tuple<int, int, int>>{
-           {256, 16, 8}, {512, 16, 1}, {16, 4, 2}, {32, 4, 1}, {256, 4, 2}}) {
+  for (auto [d, hq, hkv] : std::vector<std::tuple<int, int, int>>{{256, 16, 8},
+                                                                  {512, 16, 1},
+                                                                  {16, 4, 2},
+                                                                  {32, 4, 1},
+                                                                  {256, 4, 2},
+                                                                  {64, 4, 2},
+                                                                  {128, 4, 1}}) {
     EXPECT_TRUE(ValidateAttention(ValidAttention(m, d, hq, hkv)).ok())
         << d << " " << hq << "/" << hkv;
   }
@@ -68,7 +73,7 @@ TEST(AttentionLaunchTest, UnsupportedShapesAreInvalidArgument) {
                                                                   {256, 16, 16},
                                                                   {256, 16, 1},
                                                                   {512, 16, 2},
-                                                                  {64, 4, 2},
+                                                                  {64, 4, 1},
                                                                   {256, 12, 8},
                                                                   {256, 16, 0}}) {
     const AttentionParams p = ValidAttention(m, d, hq, hkv);
@@ -166,8 +171,8 @@ RopeKvParams ValidRope(FakeMemory& m, int head_dim) {
 
 TEST(RopeKvLaunchTest, ShapesAndPointers) {
   FakeMemory m;
-  for (int d : {16, 32, 256, 512}) EXPECT_TRUE(ValidateRopeKv(ValidRope(m, d)).ok()) << d;
-  for (int d : {0, 8, 64, 128, 1024}) {
+  for (int d : {16, 32, 64, 128, 256, 512}) EXPECT_TRUE(ValidateRopeKv(ValidRope(m, d)).ok()) << d;
+  for (int d : {0, 8, 48, 96, 1024}) {
     EXPECT_EQ(LaunchRopeKvWrite(ValidRope(m, d), nullptr).code(),
               absl::StatusCode::kInvalidArgument)
         << d;

@@ -1,12 +1,17 @@
 // End-to-end benchmark of the CUDA runner on a Gemma 4 12B-shaped model with random weights made
-// directly in GPU memory (CreateRandomCudaModelRunner), next to the limits measured in the same
+// directly in GPU memory (random_weights.h), next to the limits measured in the same
 // run: device-to-device copy bandwidth and the cuBLASLt bf16 GEMM rate. Reports decode tokens/s at
 // batch 1..128 with ~1k-token contexts, a 2048-token prefill, how many 8k-token sequences fit in
 // the KV pools, and the image (280 patches) and audio (750 frames) steps. Everything goes through
 // the public ModelRunner interface (BatchPlan in, StepOutput out), timed by wall clock around
 // Execute, which returns once the step's sampled tokens are on the host.
 //
-//   model_bench [--out=FILE] [--smoke]
+//   model_bench [--out=FILE] [--smoke] [--weights=bf16|q8_0|q6_k|q5_k_m|q4_k_m|q4_0]
+//
+// --weights: the text matrices in the formats llama-quantize gives a file of that type
+// (quant_mix.h), as random blocks kept quantized on the GPU: the decode rows then measure the
+// quantized GEMV against the bandwidth limit of those bytes. A quantized run times decode at
+// batch 1, 8 and 32 and the prefill (the media path is the bf16 run's).
 //
 // --smoke runs the same code path on a tiny config (the shape of the gemma4-tiny fixture) with
 // small sizes: under the CPU emulation (model_bench_emu_test) it checks that the benchmark runs and
@@ -18,6 +23,7 @@
 // the parameter count of these shapes is exactly the published 11,959,730,224 (the benchmark
 // recomputes it and prints the comparison).
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -36,7 +42,10 @@
 #include "runtime/cuda/device.h"
 #include "runtime/cuda/device_memory.h"
 #include "runtime/cuda/gemm.h"
+#include "runtime/cuda/gemma4_configs.h"
+#include "runtime/cuda/quant_mix.h"
 #include "runtime/cuda/random_fill.h"
+#include "runtime/cuda/random_weights.h"
 #include "runtime/model/model_config.h"
 #include "runtime/model_runner.h"
 
@@ -46,77 +55,6 @@ namespace {
 namespace cu = cuda;
 
 constexpr int64_t kPublished12BParams = 11959730224;
-
-// The 12B text_config's layer_types: every 6th layer (5, 11, ..., 47) global.
-std::string LayerTypesJson(int layers, int global_every) {
-  std::vector<std::string> t;
-  for (int i = 0; i < layers; ++i) {
-    t.push_back((i + 1) % global_every == 0 ? "\"full_attention\"" : "\"sliding_attention\"");
-  }
-  return absl::StrCat("[", absl::StrJoin(t, ", "), "]");
-}
-
-std::string Gemma4_12BConfigJson() {
-  return absl::StrCat(R"({
-  "architectures": ["Gemma4UnifiedForConditionalGeneration"],
-  "model_type": "gemma4_unified",
-  "dtype": "bfloat16",
-  "image_token_id": 258880, "boi_token_id": 255999, "eoi_token_id": 258882,
-  "audio_token_id": 258881, "boa_token_id": 256000, "eoa_token_index": 258883,
-  "video_token_id": 258884,
-  "text_config": {
-    "model_type": "gemma4_unified_text",
-    "vocab_size": 262144, "hidden_size": 3840, "intermediate_size": 15360,
-    "num_hidden_layers": 48, "num_attention_heads": 16,
-    "head_dim": 256, "num_key_value_heads": 8,
-    "global_head_dim": 512, "num_global_key_value_heads": 1,
-    "attention_k_eq_v": true, "sliding_window": 1024, "max_position_embeddings": 262144,
-    "final_logit_softcapping": 30.0, "rms_norm_eps": 1e-06,
-    "hidden_activation": "gelu_pytorch_tanh", "tie_word_embeddings": true,
-    "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": [1, 106],
-    "layer_types": )",
-                      LayerTypesJson(48, 6), R"(,
-    "rope_parameters": {
-      "full_attention": {"partial_rotary_factor": 0.25, "rope_theta": 1000000.0,
-                         "rope_type": "proportional"},
-      "sliding_attention": {"rope_theta": 10000.0, "rope_type": "default"}
-    }
-  },
-  "vision_config": {"mm_embed_dim": 3840, "mm_posemb_size": 1120, "layer_norm_eps": 1e-05,
-                    "rms_norm_eps": 1e-06},
-  "audio_config": {"audio_embed_dim": 640, "rms_norm_eps": 1e-06}
-})");
-}
-
-// The shape of testdata/gemma4-tiny/config.json (for --smoke).
-std::string TinyConfigJson() {
-  return absl::StrCat(R"({
-  "architectures": ["Gemma4UnifiedForConditionalGeneration"],
-  "model_type": "gemma4_unified",
-  "dtype": "bfloat16",
-  "image_token_id": 500, "boi_token_id": 501, "eoi_token_id": 502,
-  "audio_token_id": 503, "boa_token_id": 504, "eoa_token_index": 505, "video_token_id": 506,
-  "text_config": {
-    "vocab_size": 512, "hidden_size": 64, "intermediate_size": 128,
-    "num_hidden_layers": 6, "num_attention_heads": 4,
-    "head_dim": 16, "num_key_value_heads": 2,
-    "per_layer_config": {"5": {"head_dim": 32, "num_key_value_heads": 1}},
-    "attention_k_eq_v": true, "sliding_window": 8, "max_position_embeddings": 4096,
-    "final_logit_softcapping": 30.0, "rms_norm_eps": 1e-06,
-    "hidden_activation": "gelu_pytorch_tanh", "tie_word_embeddings": true,
-    "eos_token_id": 1,
-    "layer_types": )",
-                      LayerTypesJson(6, 6), R"(,
-    "rope_parameters": {
-      "full_attention": {"partial_rotary_factor": 0.25, "rope_theta": 1000000.0,
-                         "rope_type": "proportional"},
-      "sliding_attention": {"rope_theta": 10000.0, "rope_type": "default"}
-    }
-  },
-  "vision_config": {"mm_embed_dim": 64, "mm_posemb_size": 32},
-  "audio_config": {"audio_embed_dim": 640}
-})");
-}
 
 // Parameter counts from the config, the way the checkpoint stores them (MODEL.md's tensors).
 struct ParamCount {
@@ -337,7 +275,9 @@ class Bench {
   // tokens, then `decode_warmup` untimed and `decode_steps` timed steps per batch size. Every
   // batch size decodes from the same positions (the K/V rows there are simply rewritten), so
   // each sees ~1k-token contexts and one prefill serves all.
-  void Decode(const ParamCount& params) {
+  // text_weight_bytes: what one decode step reads of the weights (every text matrix and the
+  // embedding, which the tied logits GEMM reads whole), in their device formats.
+  void Decode(double text_weight_bytes) {
     const int steps = z_.decode_warmup + z_.decode_steps;
     const int max_batch = *std::max_element(z_.decode_batches.begin(), z_.decode_batches.end());
     BlockPool pool(spec_);
@@ -372,7 +312,7 @@ class Bench {
                  seqs.size(), z_.context, Now() - t0);
 
     const double bw = lim_.copy_gbps * 1e9;
-    const double weight_bytes = 2.0 * params.text;  // bf16; every matrix read once per step.
+    const double weight_bytes = text_weight_bytes;
     // K and V bytes read per sequence per step at this context (every position is visible while
     // the context is within the window).
     double kv_per_seq = 0;
@@ -537,9 +477,10 @@ class Bench {
   int32_t text_hi_ = 0;
 };
 
-absl::Status Run(const std::string& out_path, bool smoke) {
+absl::Status Run(const std::string& out_path, bool smoke, cu::QuantMix mix) {
   const double t_start = Now();
-  auto config = ParseModelConfig(smoke ? TinyConfigJson() : Gemma4_12BConfigJson());
+  auto config =
+      ParseModelConfig(smoke ? cu::Gemma4TinyShapeConfigJson() : cu::Gemma4_12BConfigJson());
   if (!config.ok()) return config.status();
   const ParamCount params = CountParams(*config);
 
@@ -568,6 +509,7 @@ absl::Status Run(const std::string& out_path, bool smoke) {
     options.cuda_graphs = false;
   } else {
     z.decode_batches = {1, 8, 32, 64, 128};
+    if (mix != cu::QuantMix::kBf16) z.decode_batches = {1, 8, 32};
     z.context = 1000;
     z.decode_warmup = 3;  // The first steps of a batch size capture its CUDA graph.
     z.decode_steps = 16;
@@ -586,12 +528,13 @@ absl::Status Run(const std::string& out_path, bool smoke) {
 
   Table t;
   t.Add(absl::StrFormat(
-      "Model: %s, %d layers, hidden %d, intermediate %d, vocab %d; %lld parameters "
+      "Model: %s, %s weights, %d layers, hidden %d, intermediate %d, vocab %d; %lld parameters "
       "(text %lld, vision %lld, audio %lld)%s",
-      smoke ? "tiny (gemma4-tiny shape)" : "Gemma 4 12B shape", config->text.num_layers,
-      config->text.hidden_size, config->text.intermediate_size, config->text.vocab_size,
-      static_cast<long long>(params.total()), static_cast<long long>(params.text),
-      static_cast<long long>(params.vision), static_cast<long long>(params.audio),
+      smoke ? "tiny (gemma4-tiny shape)" : "Gemma 4 12B shape", cu::QuantMixName(mix),
+      config->text.num_layers, config->text.hidden_size, config->text.intermediate_size,
+      config->text.vocab_size, static_cast<long long>(params.total()),
+      static_cast<long long>(params.text), static_cast<long long>(params.vision),
+      static_cast<long long>(params.audio),
       smoke ? ""
             : (params.total() == kPublished12BParams ? "; equals the published 11,959,730,224"
                                                      : "; DIFFERS from the published "
@@ -630,6 +573,7 @@ absl::Status Run(const std::string& out_path, bool smoke) {
   RandomModelSpec spec;
   spec.config = *config;
   spec.seed = 1234;
+  spec.mix = mix;
   auto runner = CreateRandomCudaModelRunner(spec, options);
   if (!runner.ok()) return runner.status();
   std::fprintf(stderr, "model_bench: runner created in %.1f s: %s\n", Now() - t_create,
@@ -639,7 +583,12 @@ absl::Status Run(const std::string& out_path, bool smoke) {
                         (*runner)->Describe()));
 
   Bench bench(*config, z, options, **runner, *lim, t);
-  bench.Decode(params);
+  ModelConfig text_only = *config;
+  text_only.vision.present = false;
+  text_only.audio.present = false;
+  const int64_t text_weight_bytes =
+      cu::DeviceWeightBytes(text_only, cu::LlamaQuantizeFormats(text_only, mix));
+  bench.Decode(static_cast<double>(text_weight_bytes));
   bench.Prefill(params);
   bench.Capacity();
   if (!smoke) {
@@ -660,8 +609,10 @@ absl::Status Run(const std::string& out_path, bool smoke) {
         static_cast<int>((*runner)->kv_bytes() / per_seq), (*runner)->kv_bytes() / 1e9,
         per_seq / 1048576.0));
   }
-  bench.Media(MediaKind::kImage);
-  bench.Media(MediaKind::kAudio);
+  if (mix == cu::QuantMix::kBf16) {
+    bench.Media(MediaKind::kImage);
+    bench.Media(MediaKind::kAudio);
+  }
   t.Add("");
   t.Add(absl::StrFormat("Total wall time %.1f s; CUDA graph steps %llu.", Now() - t_start,
                         static_cast<unsigned long long>((*runner)->graph_steps())));
@@ -683,19 +634,40 @@ absl::Status Run(const std::string& out_path, bool smoke) {
 int main(int argc, char** argv) {
   std::string out;
   bool smoke = false;
+  tessera::runtime::cuda::QuantMix mix = tessera::runtime::cuda::QuantMix::kBf16;
   for (int i = 1; i < argc; ++i) {
     if (std::strncmp(argv[i], "--out=", 6) == 0) {
       out = argv[i] + 6;
+    } else if (std::strncmp(argv[i], "--weights=", 10) == 0) {
+      using tessera::runtime::cuda::QuantMix;
+      const std::string w = argv[i] + 10;
+      bool known = false;
+      for (QuantMix m : {QuantMix::kBf16, QuantMix::kQ8_0, QuantMix::kQ6_K, QuantMix::kQ5_K_M,
+                         QuantMix::kQ4_K_M, QuantMix::kQ4_0}) {
+        std::string name = tessera::runtime::cuda::QuantMixName(m);
+        for (char& c : name) c = static_cast<char>(std::tolower(c));
+        if (name == w) {
+          mix = m;
+          known = true;
+        }
+      }
+      if (!known) {
+        std::fprintf(stderr,
+                     "model_bench: --weights=%s is not bf16, q8_0, q6_k, q5_k_m, q4_k_m "
+                     "or q4_0\n",
+                     w.c_str());
+        return 2;
+      }
     } else if (std::strcmp(argv[i], "--smoke") == 0) {
       smoke = true;
     } else if (std::strncmp(argv[i], "--gtest_", 8) == 0) {
       // Bazel's test runner may pass GoogleTest flags; this is not a GoogleTest binary.
     } else {
-      std::fprintf(stderr, "usage: %s [--out=FILE] [--smoke]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--out=FILE] [--smoke] [--weights=MIX]\n", argv[0]);
       return 2;
     }
   }
-  const absl::Status s = tessera::runtime::Run(out, smoke);
+  const absl::Status s = tessera::runtime::Run(out, smoke, mix);
   if (!s.ok()) {
     std::fprintf(stderr, "model_bench: %s\n", std::string(s.message()).c_str());
     return 1;

@@ -84,6 +84,23 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Random bytes, except the fp16 scale fields of each block (at half0 and half1, -1: none), which
+// get `half_bits`.
+__global__ void __launch_bounds__(kThreads)
+    FillRandomBlocksKernel(uint8_t* out, int64_t bytes, int32_t block_bytes, int32_t half0,
+                           int32_t half1, uint16_t half_bits, uint64_t seed) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < bytes;
+       i += stride) {
+    const int b = static_cast<int>(i % block_bytes);
+    int field = -1;
+    if (b >= half0 && b < half0 + 2) field = b - half0;
+    if (half1 >= 0 && b >= half1 && b < half1 + 2) field = b - half1;
+    out[i] = field >= 0 ? static_cast<uint8_t>(half_bits >> (8 * field))
+                        : static_cast<uint8_t>(HashIndex(seed, i) >> 32);
+  }
+}
+
 int Blocks(int64_t n) {
   return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks));
 }
@@ -131,6 +148,33 @@ absl::Status LaunchFillNormalF32(float* out, int64_t n, uint64_t seed, float mea
   TESSERA_LAUNCH(ri::FillNormalF32Kernel, ri::Blocks(n), ri::kThreads, stream, out, n, seed, mean,
                  stddev, first_index);
   return LaunchStatus("FillNormalF32Kernel");
+}
+
+absl::Status LaunchFillRandomBlocks(WeightFormat format, void* out, int64_t blocks, uint64_t seed,
+                                    uint16_t half_bits, cudaStream_t stream) {
+  if (absl::Status s = ri::Check("fill random blocks", out, blocks, 0); !s.ok()) return s;
+  int32_t half0 = 0, half1 = -1;
+  switch (format) {
+    case WeightFormat::kQ8_0:
+    case WeightFormat::kQ4_0:
+      break;
+    case WeightFormat::kQ4_1:
+    case WeightFormat::kQ4_K:
+    case WeightFormat::kQ5_K:
+      half1 = 2;
+      break;
+    case WeightFormat::kQ6_K:
+      half0 = 208;
+      break;
+    case WeightFormat::kBf16:
+      return absl::InvalidArgumentError("fill random blocks: bf16 is not a block format");
+  }
+  const int64_t bytes = blocks * BlockBytes(format);
+  if (bytes == 0) return absl::OkStatus();
+  TESSERA_LAUNCH(ri::FillRandomBlocksKernel, ri::Blocks(bytes), ri::kThreads, stream,
+                 static_cast<uint8_t*>(out), bytes, BlockBytes(format), half0, half1, half_bits,
+                 seed);
+  return LaunchStatus("FillRandomBlocksKernel");
 }
 
 float NormalValueForIndex(uint64_t seed, int64_t i, float mean, float stddev) {

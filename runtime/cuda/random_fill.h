@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "runtime/cuda/bf16.h"
+#include "runtime/cuda/quant_formats.h"
 
 struct CUstream_st;
 using cudaStream_t = CUstream_st*;
@@ -29,6 +30,13 @@ absl::Status LaunchFillUniformBf16(Bf16* out, int64_t n, uint64_t seed, float lo
 // device).
 absl::Status LaunchFillNormalF32(float* out, int64_t n, uint64_t seed, float mean, float stddev,
                                  cudaStream_t stream, int64_t first_index = 0);
+
+// `blocks` blocks of a ggml block format (quant_formats.h) with random quants, sub-block scales and
+// mins (byte i from the hash of (seed, i)) and every fp16 block scale (d, and m or dmin) set to
+// `half_bits`: weights of the right bytes and layout for benchmarks (model_bench); their values
+// mean nothing.
+absl::Status LaunchFillRandomBlocks(WeightFormat format, void* out, int64_t blocks, uint64_t seed,
+                                    uint16_t half_bits, cudaStream_t stream);
 
 // The host twins of value number i, for tests: the normal one equals the device's fp32 value up
 // to libm rounding (a few fp32 ulps; within one bf16 ulp after rounding); the uniform one is

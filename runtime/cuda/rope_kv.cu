@@ -19,9 +19,10 @@ std::vector<float> RopeInvFreq(int32_t head_dim, float theta, int32_t rotated_pa
 
 absl::Status ValidateRopeKv(const RopeKvParams& p) {
   const int d = p.kv.head_dim;
-  if (d != 16 && d != 32 && d != 256 && d != 512) {
-    return absl::InvalidArgumentError(absl::StrCat("rope+kv write: unsupported head_dim ", d,
-                                                   "; supported: 16, 32 (gemma4-tiny), 256, 512"));
+  if (d != 16 && d != 32 && d != 64 && d != 128 && d != 256 && d != 512) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rope+kv write: unsupported head_dim ", d,
+                     "; supported: 16, 32 (gemma4-tiny), 64, 128 (gemma4-quant-s), 256, 512"));
   }
   if (p.num_rows < 0 || p.num_q_heads <= 0 || p.kv.num_kv_heads <= 0 || p.kv.block_size < 1 ||
       p.kv.layer < 0 || p.kv.layer >= p.kv.num_layers) {
@@ -47,6 +48,12 @@ absl::Status LaunchRopeKvWrite(const RopeKvParams& p, cudaStream_t stream) {
       break;
     case 32:
       TESSERA_LAUNCH(RopeKvKernel<32>, grid, block, stream, p);
+      break;
+    case 64:
+      TESSERA_LAUNCH(RopeKvKernel<64>, grid, block, stream, p);
+      break;
+    case 128:
+      TESSERA_LAUNCH(RopeKvKernel<128>, grid, block, stream, p);
       break;
     case 256:
       TESSERA_LAUNCH(RopeKvKernel<256>, grid, block, stream, p);

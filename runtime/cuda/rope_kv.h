@@ -8,7 +8,7 @@
 // pairs (i, i + head_dim/2); pair i turns by pos * inv_freq[i]; inv_freq[i] == 0 leaves it
 // unrotated, which is how partial ("proportional") RoPE is expressed (RopeInvFreq).
 //
-// Closed list of head_dim: 16, 32, 256, 512.
+// Closed list of head_dim: 16, 32, 64, 128, 256, 512.
 #pragma once
 
 #include <cstdint>

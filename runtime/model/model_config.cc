@@ -117,6 +117,48 @@ int32_t ModelConfig::first_layer_of(LayerType type) const {
   return -1;
 }
 
+absl::Status ValidateTextLayers(const TextConfig& text, const std::string& source) {
+  if (static_cast<int32_t>(text.layers.size()) != text.num_layers || text.num_layers < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": ", text.layers.size(), " layers resolved for ", text.num_layers));
+  }
+  for (size_t i = 0; i < text.layers.size(); ++i) {
+    const LayerConfig& l = text.layers[i];
+    if (l.head_dim < 2 || l.head_dim % 2 != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": layer ", i, " head_dim ", l.head_dim, " must be even"));
+    }
+    if (l.num_kv_heads < 1 || text.num_heads % l.num_kv_heads != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": layer ", i, ": num_attention_heads ", text.num_heads,
+                       " is not a multiple of its ", l.num_kv_heads, " KV heads"));
+    }
+    if (l.rope_pairs < 0 || l.rope_pairs > l.head_dim / 2) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ": layer ", i, " rotates ", l.rope_pairs, " RoPE pairs of ", l.head_dim / 2));
+    }
+  }
+  // Every layer of one type must share one KV shape: each type is one KV group with one pool.
+  for (LayerType lt : {LayerType::kSliding, LayerType::kGlobal}) {
+    int32_t first = -1;
+    for (size_t i = 0; i < text.layers.size(); ++i) {
+      const LayerConfig& l = text.layers[i];
+      if (l.type != lt) continue;
+      if (first < 0) {
+        first = static_cast<int32_t>(i);
+        continue;
+      }
+      if (l.head_dim != text.layers[first].head_dim ||
+          l.num_kv_heads != text.layers[first].num_kv_heads) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(source, ": layer ", i, " has a KV shape different from layer ", first,
+                         " of the same type; one KV shape per layer type is supported"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
   json root = json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded() || !root.is_object()) {
@@ -232,12 +274,44 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
     return absl::InvalidArgumentError("config.json: missing field text_config.rope_parameters");
   }
   const json& rope = tj["rope_parameters"];
-  json per_layer = json::object();
+  // per_layer_config is keyed by layer index as transformers writes it: "5" in a 6-layer config,
+  // "05" and "11" in a 12-layer one (zero-padded to the width of the layer count). Every key must
+  // be a layer index in range; a key naming no layer would otherwise be ignored silently and the
+  // layer it meant would load with the wrong shape.
+  std::vector<const json*> per_layer(x.num_layers, nullptr);
+  std::vector<std::string> per_layer_key(x.num_layers);
   if (t.Has("per_layer_config")) {
-    per_layer = tj["per_layer_config"];
-    if (!per_layer.is_object()) {
+    const json& plc = tj["per_layer_config"];
+    if (!plc.is_object()) {
       return absl::InvalidArgumentError(
           "config.json: text_config.per_layer_config must be an object keyed by layer index");
+    }
+    for (const auto& [key, value] : plc.items()) {
+      int64_t index = 0;
+      bool digits = !key.empty() && key.size() <= 9;
+      for (char ch : key) {
+        if (ch < '0' || ch > '9') {
+          digits = false;
+          break;
+        }
+        index = index * 10 + (ch - '0');
+      }
+      if (!digits) {
+        return absl::InvalidArgumentError("config.json: text_config.per_layer_config key '" + key +
+                                          "' is not a layer index");
+      }
+      if (index >= x.num_layers) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("config.json: text_config.per_layer_config key '", key, "' is layer ",
+                         index, ", out of range for num_hidden_layers ", x.num_layers));
+      }
+      if (per_layer[index] != nullptr) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("config.json: text_config.per_layer_config keys '", per_layer_key[index],
+                         "' and '", key, "' both name layer ", index));
+      }
+      per_layer[index] = &value;
+      per_layer_key[index] = key;
     }
   }
   for (int32_t i = 0; i < x.num_layers; ++i) {
@@ -260,9 +334,9 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
       return absl::InvalidArgumentError("config.json: " + name + " '" + type +
                                         "' is not supported (sliding_attention, full_attention)");
     }
-    const std::string key = std::to_string(i);
-    if (per_layer.contains(key)) {
-      const json& o = per_layer[key];
+    if (per_layer[i] != nullptr) {
+      const std::string& key = per_layer_key[i];
+      const json& o = *per_layer[i];
       if (!o.is_object()) {
         return absl::InvalidArgumentError("config.json: text_config.per_layer_config." + key +
                                           " must be an object");
@@ -277,28 +351,10 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
       return absl::InvalidArgumentError(
           absl::StrCat("config.json: layer ", i, " head_dim ", l.head_dim, " must be even"));
     }
-    if (x.num_heads % l.num_kv_heads != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("config.json: layer ", i, ": num_attention_heads ", x.num_heads,
-                       " is not a multiple of its ", l.num_kv_heads, " KV heads"));
-    }
     TESSERA_RETURN_IF_ERROR(ParseRope(rope, type, l.head_dim, &l));
     x.layers.push_back(l);
   }
-  // Every layer of one type must share one KV shape: each type is one KV group with one pool.
-  for (LayerType lt : {LayerType::kSliding, LayerType::kGlobal}) {
-    int32_t first = c.first_layer_of(lt);
-    if (first < 0) continue;
-    for (size_t i = 0; i < x.layers.size(); ++i) {
-      const LayerConfig& l = x.layers[i];
-      if (l.type == lt && (l.head_dim != x.layers[first].head_dim ||
-                           l.num_kv_heads != x.layers[first].num_kv_heads)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("config.json: layer ", i, " has a KV shape different from layer ", first,
-                         " of the same type; one KV shape per layer type is supported"));
-      }
-    }
-  }
+  TESSERA_RETURN_IF_ERROR(ValidateTextLayers(x, "config.json"));
 
   if (top.Has("vision_config")) {
     const json& vj = root["vision_config"];

@@ -80,6 +80,11 @@ struct ModelConfig {
   int32_t first_layer_of(LayerType type) const;
 };
 
+// The checks every source of a config (config.json, GGUF metadata) must pass, with messages that
+// start with `source`: one resolved LayerConfig per layer, even head_dim, query heads a multiple of
+// each layer's KV heads, rotated pairs within head_dim / 2, one KV shape per layer type.
+absl::Status ValidateTextLayers(const TextConfig& text, const std::string& source);
+
 // Parses config.json text. Unknown model types, missing or ill-typed fields give InvalidArgument
 // naming the field ("text_config.hidden_size").
 absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text);

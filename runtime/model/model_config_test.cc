@@ -1,6 +1,7 @@
 #include "runtime/model/model_config.h"
 
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "gtest/gtest.h"
@@ -71,6 +72,61 @@ TEST(ModelConfigTest, GlobalFieldsOfThe12BConfig) {
   EXPECT_EQ(c->text.layers[5].num_kv_heads, 1);
   EXPECT_EQ(c->text.layers[5].rope_pairs, 8);
   EXPECT_EQ(c->text.layers[0].head_dim, 16);
+}
+
+// The fixture stretched to 12 layers (global at 5 and 11), with per_layer_config keyed as
+// transformers 5.15+ writes it for that many layers: zero-padded to two digits.
+nlohmann::json TwelveLayerJson() {
+  nlohmann::json j = FixtureJson();
+  nlohmann::json& t = j["text_config"];
+  t["num_hidden_layers"] = 12;
+  nlohmann::json types = nlohmann::json::array();
+  for (int i = 0; i < 12; ++i) {
+    types.push_back(i % 6 == 5 ? "full_attention" : "sliding_attention");
+  }
+  t["layer_types"] = types;
+  t["per_layer_config"] = {{"05", {{"head_dim", 32}, {"num_key_value_heads", 1}}},
+                           {"11", {{"head_dim", 32}, {"num_key_value_heads", 1}}}};
+  return j;
+}
+
+TEST(ModelConfigTest, PerLayerKeysZeroPadded) {
+  auto c = ParseModelConfig(TwelveLayerJson().dump());
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->text.layers.size(), 12u);
+  for (int i : {5, 11}) {
+    EXPECT_EQ(c->text.layers[i].type, LayerType::kGlobal) << i;
+    EXPECT_EQ(c->text.layers[i].head_dim, 32) << i;
+    EXPECT_EQ(c->text.layers[i].num_kv_heads, 1) << i;
+    EXPECT_EQ(c->text.layers[i].rope_pairs, 4) << i;
+  }
+  EXPECT_EQ(c->text.layers[4].head_dim, 16);
+  EXPECT_EQ(c->text.layers[4].num_kv_heads, 2);
+}
+
+TEST(ModelConfigTest, PerLayerKeysMustNameALayer) {
+  struct Case {
+    std::function<void(nlohmann::json&)> edit;
+    const char* expect;
+  };
+  std::vector<Case> cases = {
+      {[](nlohmann::json& p) { p["layer5"] = p["05"]; }, "key 'layer5' is not a layer index"},
+      {[](nlohmann::json& p) { p["-1"] = p["05"]; }, "key '-1' is not a layer index"},
+      {[](nlohmann::json& p) { p[""] = p["05"]; }, "key '' is not a layer index"},
+      {[](nlohmann::json& p) { p["12"] = p["05"]; }, "key '12' is layer 12, out of range"},
+      {[](nlohmann::json& p) { p["0011"] = p["11"]; }, "'0011' and '11' both name layer 11"},
+      {[](nlohmann::json& p) { p["5"] = p["05"]; }, "'05' and '5' both name layer 5"},
+      {[](nlohmann::json& p) { p["05"] = 7; }, "per_layer_config.05 must be an object"},
+      {[](nlohmann::json& p) { p["11"]["head_dim"] = "wide"; }, "per_layer_config.11.head_dim"},
+  };
+  for (const auto& c : cases) {
+    nlohmann::json j = TwelveLayerJson();
+    c.edit(j["text_config"]["per_layer_config"]);
+    auto r = ParseModelConfig(j.dump());
+    ASSERT_FALSE(r.ok()) << c.expect;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find(c.expect), std::string::npos) << r.status();
+  }
 }
 
 TEST(ModelConfigTest, ErrorsNameTheField) {

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -111,6 +112,89 @@ TEST(ModelLoaderTest, MissingFiles) {
   auto m = LoadModel(dir);
   ASSERT_FALSE(m.ok());
   EXPECT_NE(m.status().message().find("no model.safetensors"), std::string::npos) << m.status();
+}
+
+std::string GgufDir() { return tessera::testing::FixturesDir() + "/gguf/gemma4-tiny"; }
+
+// A fresh directory holding copies (symlinks) of the given fixture files.
+std::string LinkDir(const std::string& name, const std::vector<std::string>& files) {
+  std::string dir = std::string(std::getenv("TEST_TMPDIR")) + "/" + name;
+  EXPECT_EQ(std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str()), 0);
+  for (const std::string& f : files) {
+    const std::string target = f[0] == '/' ? f : std::string(std::getenv("PWD")) + "/" + f;
+    const std::string base = f.substr(f.find_last_of('/') + 1);
+    EXPECT_EQ(std::system(("ln -s " + target + " " + dir + "/" + base).c_str()), 0);
+  }
+  return dir;
+}
+
+TEST(ModelLoaderTest, GgufDirectoryFindsTextAndMmproj) {
+  const std::string dir = LinkDir("ggufdir", {GgufDir() + "/gemma4-tiny-bf16.gguf",
+                                              GgufDir() + "/mmproj-gemma4-tiny-f32.gguf"});
+  auto m = LoadModel(dir);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ((*m)->format, ModelFormat::kGguf);
+  EXPECT_EQ((*m)->path, dir + "/gemma4-tiny-bf16.gguf");
+  EXPECT_EQ((*m)->dir, dir);
+  EXPECT_EQ((*m)->mmproj_path, dir + "/mmproj-gemma4-tiny-f32.gguf");
+  EXPECT_TRUE((*m)->config.vision.present);
+  EXPECT_TRUE((*m)->config.audio.present);
+  EXPECT_FALSE((*m)->tokenizer_json.empty());
+  EXPECT_FALSE((*m)->chat_template.empty());
+  const std::string d = DescribeModel(**m);
+  EXPECT_NE(d.find("GGUF tensors: 42 BF16, 44 F32"), std::string::npos) << d;
+  EXPECT_NE(d.find("vision, audio"), std::string::npos) << d;
+  // The tokenizer comes from the file's metadata: the directory has no tokenizer.json.
+  auto t = LoadTokenizer(**m);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ((*t)->TokenId("<|image|>"), 500);
+
+  // A text GGUF alone: no vision or audio.
+  auto text = LoadModel(GgufDir() + "/gemma4-tiny-f32.gguf");
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_FALSE((*text)->config.vision.present);
+  EXPECT_TRUE((*text)->mmproj_path.empty());
+}
+
+TEST(ModelLoaderTest, GgufPathErrors) {
+  const std::string two = LinkDir(
+      "twotext", {GgufDir() + "/gemma4-tiny-bf16.gguf", GgufDir() + "/gemma4-tiny-f32.gguf"});
+  auto m = LoadModel(two);
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("several text GGUF files"), std::string::npos) << m.status();
+  const std::string mm_only = LinkDir("mmonly", {GgufDir() + "/mmproj-gemma4-tiny-f32.gguf"});
+  m = LoadModel(mm_only);
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("neither config.json"), std::string::npos) << m.status();
+  LoadModelOptions o;
+  o.mmproj = GgufDir() + "/mmproj-gemma4-tiny-f32.gguf";
+  m = LoadModel(FixtureDir(), o);
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("applies to GGUF models"), std::string::npos) << m.status();
+  // The mmproj named as the model, and the model named as the mmproj.
+  m = LoadModel(GgufDir() + "/mmproj-gemma4-tiny-f32.gguf");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("general.architecture is 'clip'"), std::string::npos)
+      << m.status();
+  o.mmproj = GgufDir() + "/gemma4-tiny-f32.gguf";
+  m = LoadModel(GgufDir() + "/gemma4-tiny-f32.gguf", o);
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("an mmproj file has 'clip'"), std::string::npos)
+      << m.status();
+  // Not GGUF at all.
+  m = LoadModel(FixtureDir() + "/config.json");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("not a GGUF file"), std::string::npos) << m.status();
+}
+
+TEST(ModelLoaderTest, SafetensorsTokenizerFromTheDirectory) {
+  auto m = LoadModel(tessera::testing::FixturesDir() + "/gguf/gemma4-quant-s/hf");
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ((*m)->format, ModelFormat::kSafetensors);
+  EXPECT_TRUE((*m)->tokenizer_json.empty());
+  auto t = LoadTokenizer(**m);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ((*t)->vocab_size(), 512);
 }
 
 }  // namespace

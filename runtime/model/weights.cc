@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "runtime/quant/dequantize.h"
 
 namespace tessera::runtime {
 namespace {
@@ -71,17 +72,26 @@ class Binder {
 
 }  // namespace
 
+absl::Status WeightMatrix::Validate(const std::string& name) const {
+  const quant::TypeTraits* t = quant::FindTypeTraits(static_cast<uint32_t>(type));
+  if (t == nullptr || !t->dequantizable || type == Type::kQ8_K) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "matrix ", name, " has type ", quant::TypeName(type),
+        "; supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K"));
+  }
+  if (rows < 0 || cols <= 0 || cols % t->block_elems != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("matrix ", name, " is ", rows, " x ", cols,
+                                                   ": a ", t->name,
+                                                   " row must be a positive "
+                                                   "multiple of ",
+                                                   t->block_elems, " values"));
+  }
+  return absl::OkStatus();
+}
+
 void WeightMatrix::RowToFloat(int64_t r, float* out) const {
-  if (type == Type::kF32) {
-    std::memcpy(out, static_cast<const uint8_t*>(data) + r * cols * 4, cols * 4);
-    return;
-  }
-  const uint8_t* p = static_cast<const uint8_t*>(data) + r * cols * 2;
-  for (int64_t i = 0; i < cols; ++i) {
-    uint16_t v;
-    std::memcpy(&v, p + 2 * i, 2);
-    out[i] = Bf16ToFloat(v);
-  }
+  // Validate() was checked at load; the status cannot fail here.
+  quant::DequantizeRow(type, row(r), out, cols).IgnoreError();
 }
 
 absl::StatusOr<std::unique_ptr<ModelWeights>> BindWeights(const ModelConfig& config,

@@ -16,20 +16,38 @@
 #include "absl/status/statusor.h"
 #include "runtime/model/model_config.h"
 #include "runtime/model/safetensors.h"
+#include "runtime/quant/ggml_type.h"
 
 namespace tessera::runtime {
 
-// A row-major [rows, cols] matrix in torch's [out, in] layout.
+class GgufFile;
+
+// A row-major [rows, cols] matrix in torch's [out, in] layout, in any ggml type the kernels read:
+// F32, BF16 and F16 elements, or quantized blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K;
+// runtime/quant/ggml_type.h). Row r is the row_bytes() bytes at data + r * row_bytes(), cols /
+// block values per row; `data` points into the mapped file (or, for converted matrices, into
+// ModelWeights::owned) and is never copied.
 struct WeightMatrix {
-  enum class Type { kBF16, kF32 };
+  using Type = quant::GgmlType;
   Type type = Type::kF32;
   const void* data = nullptr;  // Not necessarily aligned; kernels use unaligned loads.
   int64_t rows = 0;
   int64_t cols = 0;
 
   bool empty() const { return data == nullptr; }
-  size_t bytes() const { return rows * cols * (type == Type::kBF16 ? 2 : 4); }
-  // Row `r` widened to fp32 into `out` (cols values).
+  // Bytes of one row (cols must be a whole number of blocks: Validate()).
+  int64_t row_bytes() const {
+    const quant::TypeTraits& t = quant::Traits(type);
+    return cols / t.block_elems * t.block_bytes;
+  }
+  size_t bytes() const { return static_cast<size_t>(rows * row_bytes()); }
+  const uint8_t* row(int64_t r) const {
+    return static_cast<const uint8_t*>(data) + r * row_bytes();
+  }
+  // OK when the kernels can read this matrix: a type they support and cols a whole number of its
+  // blocks; otherwise InvalidArgument naming `name`, the type and the shape.
+  absl::Status Validate(const std::string& name) const;
+  // Row `r` decoded to fp32 into `out` (cols values), bit-identical to ggml's dequantization.
   void RowToFloat(int64_t r, float* out) const;
 };
 
@@ -75,8 +93,10 @@ struct ModelWeights {
   AudioWeights audio;
   uint64_t total_bytes = 0;  // Checkpoint bytes bound.
 
-  // Keeps the mappings (and converted F16 data) alive.
+  // Keeps the mappings (and converted F16 data) alive: a safetensors checkpoint, or the GGUF text
+  // model and its optional mmproj.
   std::unique_ptr<Checkpoint> checkpoint;
+  std::shared_ptr<const GgufFile> gguf, gguf_mmproj;
   std::vector<std::unique_ptr<float[]>> owned;
 };
 

@@ -136,6 +136,31 @@ inline float __uint_as_float(unsigned u) {
   std::memcpy(&x, &u, sizeof(x));
   return x;
 }
+// Integer SIMD and rounding-explicit float intrinsics (the quantized-weight kernels).
+// __dp4a: a + the dot product of the four signed bytes of x and y.
+inline int __dp4a(int x, int y, int acc) {
+  for (int b = 0; b < 4; ++b) {
+    acc += static_cast<int>(static_cast<int8_t>(static_cast<uint32_t>(x) >> (8 * b))) *
+           static_cast<int>(static_cast<int8_t>(static_cast<uint32_t>(y) >> (8 * b)));
+  }
+  return acc;
+}
+// __vsub4: per-byte a - b, each byte wrapping on its own (no borrow between bytes).
+inline unsigned __vsub4(unsigned a, unsigned b) {
+  unsigned r = 0;
+  for (int i = 0; i < 4; ++i) {
+    r |= ((((a >> (8 * i)) & 0xFFu) - ((b >> (8 * i)) & 0xFFu)) & 0xFFu) << (8 * i);
+  }
+  return r;
+}
+// One IEEE operation each, never contracted into a fused multiply-add (as on the GPU): the build
+// targets x86-64-v3, which has FMA, so the product is forced through memory.
+inline float __fmul_rn(float a, float b) {
+  volatile float p = a * b;
+  return p;
+}
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
 inline void __syncwarp(unsigned mask = 0xffffffffu) { tessera::emu::SyncWarp(); }
 inline void __syncthreads() { tessera::emu::SyncThreads(); }
 
