@@ -181,6 +181,12 @@ absl::Status TextConfigFromGguf(const GgufFile& f, ModelConfig* c) {
   c->model_type = "gemma4_unified";
   TextConfig& x = c->text;
   TESSERA_ASSIGN_OR_RETURN(x.num_layers, Int32In(f, a + "block_count", 1));
+  // Every layer has its own tensors: a count above the file's tensors is a lie (and would size
+  // per-layer tables by it).
+  if (static_cast<size_t>(x.num_layers) > f.tensors().size()) {
+    return f.Error(absl::StrCat("metadata ", a, "block_count is ", x.num_layers,
+                                " but the file has ", f.tensors().size(), " tensors"));
+  }
   TESSERA_ASSIGN_OR_RETURN(x.hidden_size, Int32In(f, a + "embedding_length", 1));
   TESSERA_ASSIGN_OR_RETURN(std::vector<int32_t> ff,
                            PerLayerInt(f, a + "feed_forward_length", x.num_layers, 1));
