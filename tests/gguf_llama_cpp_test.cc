@@ -67,7 +67,7 @@ TEST(GgufLlamaCppTest, SameTokensAndLogitsAsLlamaCpp) {
 
   nlohmann::json cases = nlohmann::json::array();
   // The types the CPU runner computes with; the tolerance is golden_check's for the file.
-  for (const std::string type : {"F32", "BF16"}) {
+  for (const std::string type : {"F32", "BF16", "Q8_0", "Q6_K", "Q4_K_M", "Q4_0"}) {
     tools::GgufConvertOptions o;
     o.model_dir = dir;
     o.type = type;
