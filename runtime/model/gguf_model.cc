@@ -386,7 +386,7 @@ absl::Status TextConfigFromGguf(const GgufFile& f, ModelConfig* c) {
   return absl::OkStatus();
 }
 
-absl::Status MmprojConfigFromGguf(const GgufFile& m, const TextConfig& text, ModelConfig* c) {
+absl::Status MmprojConfigFromGguf(const GgufFile& m, ModelConfig* c) {
   auto arch = m.GetString("general.architecture");
   if (!arch.ok()) return arch.status();
   if (*arch != "clip") {
@@ -473,7 +473,6 @@ absl::Status MmprojConfigFromGguf(const GgufFile& m, const TextConfig& text, Mod
     // the checkpoint's value.
     c->audio.rms_norm_eps = 1e-6f;
   }
-  (void)text;
   return absl::OkStatus();
 }
 
@@ -489,7 +488,7 @@ int64_t HwcColumn(int64_t i, int64_t p) {
 absl::StatusOr<ModelConfig> GgufModelConfig(const GgufFile& text, const GgufFile* mmproj) {
   ModelConfig c;
   TESSERA_RETURN_IF_ERROR(TextConfigFromGguf(text, &c));
-  if (mmproj != nullptr) TESSERA_RETURN_IF_ERROR(MmprojConfigFromGguf(*mmproj, c.text, &c));
+  if (mmproj != nullptr) TESSERA_RETURN_IF_ERROR(MmprojConfigFromGguf(*mmproj, &c));
   return c;
 }
 
