@@ -8,6 +8,8 @@
 // (sc, sc) pairs multiplies by the sub-block scale and accumulates in one step.
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "runtime/cpu/quant_kernels.h"
 
 // Everything below (and nothing in the headers above: their inline functions stay baseline code
@@ -153,7 +155,266 @@ void KernelKBlock(const TileK& w, int i0, const QuantizedRows& x, int64_t t0, fl
     for (int i = 0; i < R; ++i) y[j * ldy + i0 + i] = HorizontalSum16(acc[i][j]);
 }
 
+// --- Direct kernels for decode: the same canonical sums, decoding the mapped blocks in registers
+// (no tile is written), so a few activation rows cost little more than reading the weights once.
+
+inline float HalfAt(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// The 32 quants of one Q4_0 block as w_int + 128, or of one Q8_0 block, in a YMM.
+__attribute__((always_inline)) inline __m256i BlockBytesA(quant::GgmlType type, const uint8_t* blk) {
+  if (type == quant::GgmlType::kQ8_0) {
+    return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)),
+                            _mm256_set1_epi8(static_cast<char>(0x80)));
+  }
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+  const __m128i mask = _mm_set1_epi8(0x0f);
+  const __m256i nib =
+      _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask), _mm_and_si128(q, mask));
+  return _mm256_add_epi8(nib, _mm256_set1_epi8(120));
+}
+
+template <int R, int M>
+void DirectABlock(quant::GgmlType type, const uint8_t* row0, int64_t row_bytes, int64_t blocks,
+                  const QuantizedRows& x, int64_t t0, float* y, int64_t ldy) {
+  const int bb = type == quant::GgmlType::kQ8_0 ? 34 : 18;
+  __m512 acc[R][M];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < M; ++j) acc[i][j] = _mm512_setzero_ps();
+  const __m512i k80 = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i zero = _mm512_setzero_si512();
+  const __m256i pad = _mm256_set1_epi8(static_cast<char>(0x80));
+  const int64_t pairs = (blocks + 1) / 2;
+  for (int64_t pr = 0; pr < pairs; ++pr) {
+    __m512i xv[M], init[M];
+    float dx0[M], dx1[M];
+#pragma GCC unroll 8
+    for (int j = 0; j < M; ++j) {
+      xv[j] = _mm512_loadu_si512(x.row_qs(t0 + j) + pr * 64);
+      init[j] = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, k80, xv[j]));
+      dx0[j] = x.row_d(t0 + j)[2 * pr];
+      dx1[j] = x.row_d(t0 + j)[2 * pr + 1];
+    }
+    const bool second = 2 * pr + 1 < blocks;
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* b0 = row0 + i * row_bytes + 2 * pr * bb;
+      const __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(BlockBytesA(type, b0)),
+                                            second ? BlockBytesA(type, b0 + bb) : pad, 1);
+      const float d0 = HalfAt(b0), d1 = second ? HalfAt(b0 + bb) : 0.0f;
+#pragma GCC unroll 8
+      for (int j = 0; j < M; ++j) {
+        const __m512 s =
+            _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(d0 * dx0[j]), _mm512_set1_ps(d1 * dx1[j]));
+        const __m512i p = _mm512_dpbusd_epi32(init[j], wv, xv[j]);
+        acc[i][j] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(p), acc[i][j]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < M; ++j)
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) y[j * ldy + i] = HorizontalSum16(acc[i][j]);
+}
+
+// One super-block decoded in registers: 4 chunks of 64 unsigned quants, 4 vectors of (sc, sc)
+// pairs, the 16 mins, d and dmin.
+struct SuperBlock {
+  __m512i q[4];
+  __m512i sc[4];
+  __m256i mn;
+  float d, dmin;
+};
+
+inline __m512i Join(__m256i lo, __m256i hi) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+__attribute__((always_inline)) inline void DecodeK4(const uint8_t* blk, bool q5, SuperBlock* out) {
+  uint32_t u[4];
+  std::memcpy(u, blk + 4, 12);
+  constexpr uint32_t kLow6 = 0x3f3f3f3f, kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
+  u[3] = ((u[2] >> 4) & kLow4) | (((u[1] >> 6) & kLow2) << 4);
+  const uint32_t mins_lo = u[1] & kLow6;
+  u[1] = (u[2] & kLow4) | (((u[0] >> 6) & kLow2) << 4);
+  u[2] = mins_lo;
+  u[0] &= kLow6;
+  const __m128i sm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
+  // Scales 0-7 as int32 (sc, sc) pairs; chunk c takes scale 2c for lanes 0-7, 2c + 1 for 8-15.
+  const __m512i s32 = _mm512_cvtepu8_epi32(sm);
+  const __m512i pairs = _mm512_or_si512(s32, _mm512_slli_epi32(s32, 16));
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    const __m512i idx =
+        _mm512_mask_blend_epi32(0xff00, _mm512_set1_epi32(2 * c), _mm512_set1_epi32(2 * c + 1));
+    out->sc[c] = _mm512_permutexvar_epi32(idx, pairs);
+  }
+  const __m128i m8 = _mm_srli_si128(sm, 8);
+  out->mn = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+  const uint8_t* qs = blk + (q5 ? 48 : 16);
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  __m256i hb = _mm256_setzero_si256();
+  if (q5) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16));
+  const __m256i one = _mm256_set1_epi8(1);
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c));
+    __m256i lo = _mm256_and_si256(v, low4);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+    if (q5) {
+      lo = _mm256_or_si256(
+          lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c), one), 4));
+      hi = _mm256_or_si256(
+          hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c + 1), one), 4));
+    }
+    out->q[c] = Join(lo, hi);
+  }
+  out->d = HalfAt(blk);
+  out->dmin = HalfAt(blk + 2);
+}
+
+// Chunk c of a Q6_K super-block: int16 position p (lane p / 2) takes sub-block scale 4c + p / 8.
+alignas(64) constexpr int16_t kQ6ScaleIndex[4][32] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+     2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5,
+     6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+    {8,  8,  8,  8,  8,  8,  8,  8,  9,  9,  9,  9,  9,  9,  9,  9,
+     10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+    {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13,
+     14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15},
+};
+
+__attribute__((always_inline)) inline void DecodeQ6K(const uint8_t* blk, SuperBlock* out) {
+  const auto* x = reinterpret_cast<const quant::BlockQ6_K*>(blk);
+  const __m256i low4 = _mm256_set1_epi8(0x0f), k03 = _mm256_set1_epi8(0x03),
+                k30 = _mm256_set1_epi8(0x30);
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->ql + 64 * h));
+    const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->ql + 64 * h + 32));
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->qh + 32 * h));
+    const __m256i a = _mm256_or_si256(_mm256_and_si256(ql0, low4),
+                                      _mm256_slli_epi16(_mm256_and_si256(qh, k03), 4));
+    const __m256i b = _mm256_or_si256(_mm256_and_si256(ql1, low4),
+                                      _mm256_and_si256(_mm256_slli_epi16(qh, 2), k30));
+    const __m256i c = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                                      _mm256_and_si256(qh, k30));
+    const __m256i d = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                                      _mm256_and_si256(_mm256_srli_epi16(qh, 2), k30));
+    out->q[2 * h] = Join(a, b);
+    out->q[2 * h + 1] = Join(c, d);
+  }
+  const __m256i s16 =
+      _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->scales)));
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    out->sc[c] =
+        _mm512_permutexvar_epi16(_mm512_load_si512(kQ6ScaleIndex[c]), _mm512_castsi256_si512(s16));
+  }
+  out->mn = _mm256_slli_epi16(s16, 5);
+  out->d = out->dmin = HalfAt(blk + 208);
+}
+
+template <int R, int M>
+void DirectKBlock(quant::GgmlType type, const uint8_t* row0, int64_t row_bytes, int64_t blocks,
+                  const QuantizedRows& x, int64_t t0, float* y, int64_t ldy) {
+  const int bb = quant::Traits(type).block_bytes;
+  __m512 acc[R][M];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < M; ++j) acc[i][j] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* blk = row0 + i * row_bytes + b * bb;
+      SuperBlock sb;
+      if (type == quant::GgmlType::kQ6_K) {
+        DecodeQ6K(blk, &sb);
+      } else {
+        DecodeK4(blk, type == quant::GgmlType::kQ5_K, &sb);
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < M; ++j) {
+        const int8_t* xb = x.row_qs(t0 + j) + b * 256;
+        __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) {
+          const __m512i xv = _mm512_loadu_si512(xb + 64 * c);
+          isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(sb.q[c], xv), sb.sc[c]);
+        }
+        const float dx = x.row_d(t0 + j)[b];
+        const __m256i bsv =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.row_bsums(t0 + j) + 16 * b));
+        const __m256 imin = _mm256_cvtepi32_ps(_mm256_madd_epi16(sb.mn, bsv));
+        acc[i][j] = _mm512_fmadd_ps(_mm512_set1_ps(sb.d * dx), _mm512_cvtepi32_ps(isum), acc[i][j]);
+        acc[i][j] = _mm512_mask3_fmadd_ps(_mm512_set1_ps(-(sb.dmin * dx)),
+                                          _mm512_castps256_ps512(imin), acc[i][j], 0x00ff);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < M; ++j)
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) y[j * ldy + i] = HorizontalSum16(acc[i][j]);
+}
+
 }  // namespace
+
+bool DirectAvx512(quant::GgmlType type, const uint8_t* row0, int64_t row_bytes, int rows,
+                  int64_t cols, const QuantizedRows& x, int64_t t0, int64_t t1, float* y,
+                  int64_t ldy) {
+  using quant::GgmlType;
+  const int m = static_cast<int>(t1 - t0);
+  if (m < 1 || m > kDirectMaxRows) return false;
+  const bool family_a = type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0;
+  const bool family_k =
+      type == GgmlType::kQ4_K || type == GgmlType::kQ5_K || type == GgmlType::kQ6_K;
+  if (!family_a && !family_k) return false;
+  for (int i = 0; i < rows;) {
+    const int r = rows - i >= 4 ? 4 : 1;
+    const uint8_t* w = row0 + i * row_bytes;
+    float* yi = y + i;
+#define TESSERA_DIRECT(R, M)                                            \
+  if (family_a) {                                                       \
+    DirectABlock<R, M>(type, w, row_bytes, cols / 32, x, t0, yi, ldy);  \
+  } else {                                                              \
+    DirectKBlock<R, M>(type, w, row_bytes, cols / 256, x, t0, yi, ldy); \
+  }
+    if (r == 4) {
+      switch (m) {
+        case 1:
+          TESSERA_DIRECT(4, 1) break;
+        case 2:
+          TESSERA_DIRECT(4, 2) break;
+        case 3:
+          TESSERA_DIRECT(4, 3) break;
+        default:
+          TESSERA_DIRECT(4, 4) break;
+      }
+    } else {
+      switch (m) {
+        case 1:
+          TESSERA_DIRECT(1, 1) break;
+        case 2:
+          TESSERA_DIRECT(1, 2) break;
+        case 3:
+          TESSERA_DIRECT(1, 3) break;
+        default:
+          TESSERA_DIRECT(1, 4) break;
+      }
+    }
+#undef TESSERA_DIRECT
+    i += r;
+  }
+  return true;
+}
 
 void KernelAAvx512(const TileA& w, const QuantizedRows& x, int64_t t0, int64_t t1, float* y,
                    int64_t ldy) {
