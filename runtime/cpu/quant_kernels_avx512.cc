@@ -165,7 +165,8 @@ inline float HalfAt(const uint8_t* p) {
 }
 
 // The 32 quants of one Q4_0 block as w_int + 128, or of one Q8_0 block, in a YMM.
-__attribute__((always_inline)) inline __m256i BlockBytesA(quant::GgmlType type, const uint8_t* blk) {
+__attribute__((always_inline)) inline __m256i BlockBytesA(quant::GgmlType type,
+                                                          const uint8_t* blk) {
   if (type == quant::GgmlType::kQ8_0) {
     return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)),
                             _mm256_set1_epi8(static_cast<char>(0x80)));

@@ -115,6 +115,13 @@ void QuantizeRowQ8_K(const float* x, int64_t K, int8_t* q, float* d, int16_t* bs
   }
 }
 
+// Grows a scratch vector without ever shrinking it: matrices of different widths alternate, and
+// std::vector::resize would zero the regrown part every time.
+template <typename T>
+void Reserve(std::vector<T>* v, int64_t n) {
+  if (static_cast<int64_t>(v->size()) < n) v->resize(n);
+}
+
 // --- Unpacking R weight rows into a tile ------------------------------------------------------
 
 struct TileABuffer {
@@ -191,9 +198,9 @@ TileA UnpackA(KernelPath path, GgmlType type, const uint8_t* row0, int64_t row_b
   const int64_t pairs = (blocks + 1) / 2;
   const int block_bytes = quant::Traits(type).block_bytes;
   const bool has_min = type == GgmlType::kQ4_1 || type == GgmlType::kQ5_1;
-  buf->q.resize(rows * pairs * 64);
-  buf->dw.resize(rows * pairs * 16);
-  if (has_min) buf->mw.resize(rows * pairs * 16);
+  Reserve(&buf->q, rows * pairs * 64);
+  Reserve(&buf->dw, rows * pairs * 16);
+  if (has_min) Reserve(&buf->mw, rows * pairs * 16);
   const bool fast = path != KernelPath::kPortable &&
                     UnpackAAvx2(type, row0, row_bytes, rows, blocks, buf->q.data(), buf->dw.data(),
                                 has_min ? buf->mw.data() : nullptr);
@@ -278,11 +285,11 @@ void DecodeSuperBlock(GgmlType type, const uint8_t* block, uint8_t* q, int16_t* 
 TileK UnpackK(KernelPath path, GgmlType type, const uint8_t* row0, int64_t row_bytes, int rows,
               int64_t blocks, TileKBuffer* buf) {
   const int block_bytes = quant::Traits(type).block_bytes;
-  buf->q.resize(rows * blocks * 256);
-  buf->sc.resize(rows * blocks * 64);
-  buf->mn.resize(rows * blocks * 16);
-  buf->d.resize(rows * blocks);
-  buf->dmin.resize(rows * blocks);
+  Reserve(&buf->q, rows * blocks * 256);
+  Reserve(&buf->sc, rows * blocks * 64);
+  Reserve(&buf->mn, rows * blocks * 16);
+  Reserve(&buf->d, rows * blocks);
+  Reserve(&buf->dmin, rows * blocks);
   const bool fast = path != KernelPath::kPortable &&
                     UnpackKAvx2(type, row0, row_bytes, rows, blocks, buf->q.data(), buf->sc.data(),
                                 buf->mn.data(), buf->d.data(), buf->dmin.data());
@@ -318,12 +325,12 @@ void ActivationBuffer::Quantize(QuantizedRows::Kind kind, const float* x, int64_
   const bool q80 = kind == QuantizedRows::Kind::kQ8_0;
   const int64_t padded = q80 ? (K + 63) / 64 * 64 : (K + 255) / 256 * 256;
   const int64_t nb = padded / (q80 ? 32 : 256);
-  qs_.resize(T * padded);
-  d_.resize(T * nb);
+  Reserve(&qs_, T * padded);
+  Reserve(&d_, T * nb);
   if (q80) {
-    t_.resize(T * nb);
+    Reserve(&t_, T * nb);
   } else {
-    bsums_.resize(T * padded / 16);
+    Reserve(&bsums_, T * padded / 16);
   }
   auto body = [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
