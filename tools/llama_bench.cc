@@ -3,6 +3,7 @@
 //
 //   llama_bench [--types BF16,Q8_0,Q4_K_M] [--threads 1,2] [--prompts 64,512] [--decode_steps 32]
 //               [--reps 3] [--model_dir DIR] [--work_dir DIR] [--files TYPE=FILE.gguf,...]
+//               [--only tessera|llama]
 //
 // Without --files it writes (once, cached) tools/cpu_bench's random Gemma 4 checkpoint to
 // --model_dir and converts it with tools/gguf_writer's converter to one GGUF per type in
@@ -212,6 +213,7 @@ int main(int argc, char** argv) {
   std::string types_s = "BF16,Q8_0,Q4_K_M", threads_s = "1,2", prompts_s = "64,512", files_s;
   std::string model_dir = "/tmp/tessera_cpu_bench_model", work_dir = "/tmp/tessera_llama_bench";
   int decode_steps = 32, reps = 3;
+  std::string only;  // "tessera" or "llama": run one engine (for profiling).
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
     if (a == "--types") {
@@ -228,6 +230,8 @@ int main(int argc, char** argv) {
       model_dir = v;
     } else if (a == "--work_dir") {
       work_dir = v;
+    } else if (a == "--only") {
+      only = v;
     } else if (a == "--files") {
       files_s = v;
     } else {
@@ -315,6 +319,7 @@ int main(int argc, char** argv) {
         llama->SetThreads(t);
         for (int order = 0; order < 2; ++order) {
           const bool run_tessera = (order == 0) == (rep % 2 == 0);
+          if (!only.empty() && (only == "tessera") != run_tessera) continue;
           if (run_tessera) {
             TesseraEngine& e = *tessera[t];
             for (int p : prompts) {

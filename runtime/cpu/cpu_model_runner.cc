@@ -162,17 +162,12 @@ void CpuModelRunner::RunLayer(int32_t l) {
         scores[k - lo] = s;
         max_score = std::max(max_score, s);
       }
-      float sum = 0.0f;
-      for (float& s : scores) {
-        s = std::exp(s - max_score);
-        sum += s;
-      }
+      const float sum = cpu::ExpShiftSum(scores.data(), hi - lo + 1, max_score);
       float* out = &attn_[r * qd + h * hd];
       std::fill(out, out + hd, 0.0f);
       for (int32_t k = lo; k <= hi; ++k) {
         const float* val = kv.Tile(table[k / bs], gl, 1, kvh) + (k % bs) * hd;
-        const float p = scores[k - lo];
-        for (int32_t d = 0; d < hd; ++d) out[d] += p * val[d];
+        cpu::Axpy(scores[k - lo], val, out, hd);
       }
       const float inv = 1.0f / sum;
       for (int32_t d = 0; d < hd; ++d) out[d] *= inv;

@@ -223,6 +223,40 @@ inline __m256 GeluTanhMul8(__m256 g, __m256 u) {
 
 }  // namespace
 
+void Axpy(float a, const float* x, float* y, int64_t n) {
+  const __m256 av = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  }
+  for (; i < n; ++i) y[i] = std::fma(a, x[i], y[i]);
+}
+
+float ExpShiftSum(float* x, int64_t n, float max) {
+  const __m256 m = _mm256_set1_ps(max);
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = Exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+    _mm256_storeu_ps(x + i, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  if (i < n) {
+    // The tail through the same vector code; the padding lanes are left out of the sum.
+    float v[8];
+    std::fill(v, v + 8, max);
+    std::copy(x + i, x + n, v);
+    const __m256 e = Exp8(_mm256_sub_ps(_mm256_loadu_ps(v), m));
+    _mm256_storeu_ps(v, e);
+    std::copy(v, v + (n - i), x + i);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 keep =
+        _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - i)), lane));
+    acc = _mm256_add_ps(acc, _mm256_and_ps(e, keep));
+  }
+  return HorizontalSum(acc);
+}
+
 void GeluTanhMul(float* gate, const float* up, int64_t n) {
   // NOTE: libm's tanhf cost ~8% of a decode step (expm1f per value); this vector form is within
   // 2e-7 of it. The tail goes through the same vector code (padded), so a value's result never

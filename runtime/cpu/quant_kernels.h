@@ -107,10 +107,10 @@ void KernelAAvx512(const TileA& w, const QuantizedRows& x, int64_t t0, int64_t t
 void KernelKAvx512(const TileK& w, const QuantizedRows& x, int64_t t0, int64_t t1, float* y,
                    int64_t ldy);
 
-// Decode (at most kDirectMaxRows activation rows) on AVX-512 without a tile: the blocks of
-// `rows` weight rows are decoded in registers. Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; false for another type
-// or more rows (the caller then takes the tile path, which computes the same bits).
-inline constexpr int kDirectMaxRows = 4;
+// Decode on AVX-512 without a tile: the blocks of `rows` weight rows are decoded in registers.
+// Q8_0, Q4_0 for up to 4 activation rows, Q4_K, Q5_K, Q6_K for up to kDirectMaxRows; false
+// otherwise (the caller then takes the tile path, which computes the same bits).
+inline constexpr int kDirectMaxRows = 8;
 bool DirectAvx512(quant::GgmlType type, const uint8_t* row0, int64_t row_bytes, int rows,
                   int64_t cols, const QuantizedRows& x, int64_t t0, int64_t t1, float* y,
                   int64_t ldy);
