@@ -465,8 +465,10 @@ std::unique_ptr<ModelWeights> DequantizedCopy(const ModelWeights& w) {
 }
 
 std::vector<float> PrefillLogits(const std::shared_ptr<const LoadedModel>& model,
-                                 const Prompt& prompt, int32_t chunk) {
+                                 const Prompt& prompt, int32_t chunk,
+                                 cpu::KernelPath path = cpu::DefaultKernelPath()) {
   CpuRunnerOptions o;
+  o.kernel_path = path;
   o.block_size = 8;
   o.num_blocks_sliding = 64;
   o.num_blocks_global = 64;
@@ -508,6 +510,12 @@ TEST(CpuModelRunnerQuantTest, QuantizedWeightsAgreeWithTheirDequantizedCopy) {
     const std::vector<float> f = PrefillLogits(dequantized, prompt, 40);
     ASSERT_EQ(q.size(), f.size());
     EXPECT_EQ(q, q_chunked) << type;
+    // Every matrix of these files is quantized, and the quantized kernels are bit-identical on
+    // every path: so are the logits.
+    for (cpu::KernelPath path : cpu::SupportedKernelPaths()) {
+      EXPECT_EQ(PrefillLogits(*quantized, prompt, 7, path), q)
+          << type << " on the " << cpu::KernelPathName(path) << " path";
+    }
     const float err = cpu::MaxRowRelativeError(q.data(), f.data(), prompt.size(), vocab);
     EXPECT_LT(err, 5e-2f) << type;
     EXPECT_GT(err, 0.0f) << type << ": the activations were not quantized";

@@ -176,10 +176,10 @@ inline float HalfAt(const uint8_t* p) {
   return _cvtsh_ss(h);
 }
 
-// The 32 quants of one Q4_0 block as w_int + 128, or of one Q8_0 block, in a YMM.
-__attribute__((always_inline)) inline __m256i BlockBytesA(quant::GgmlType type,
-                                                          const uint8_t* blk) {
-  if (type == quant::GgmlType::kQ8_0) {
+// The 32 quants of one Q8_0 block, or of one Q4_0 block, as w_int + 128 in a YMM.
+template <bool kQ8>
+__attribute__((always_inline)) inline __m256i BlockBytesA(const uint8_t* blk) {
+  if (kQ8) {
     return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)),
                             _mm256_set1_epi8(static_cast<char>(0x80)));
   }
@@ -190,10 +190,20 @@ __attribute__((always_inline)) inline __m256i BlockBytesA(quant::GgmlType type,
   return _mm256_add_epi8(nib, _mm256_set1_epi8(120));
 }
 
-template <int R, int M>
-void DirectABlock(quant::GgmlType type, const uint8_t* row0, int64_t row_bytes, int64_t blocks,
-                  const QuantizedRows& x, int64_t t0, float* y, int64_t ldy) {
-  const int bb = type == quant::GgmlType::kQ8_0 ? 34 : 18;
+// The two fp16 scales at b0 and b1 as floats (lanes 0, 1).
+__attribute__((always_inline)) inline __m128 ScalePair(const uint8_t* b0, const uint8_t* b1) {
+  uint16_t h0, h1;
+  std::memcpy(&h0, b0, 2);
+  std::memcpy(&h1, b1, 2);
+  return _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(h0), h1, 1));
+}
+
+// Family A, R weight rows x M activation rows, straight from the blocks. `pairs_full` pairs of
+// blocks, then (when the row has an odd number of blocks) one last block padded as the tile is.
+template <bool kQ8, int R, int M>
+void DirectABlock(const uint8_t* row0, int64_t row_bytes, int64_t blocks, const QuantizedRows& x,
+                  int64_t t0, float* y, int64_t ldy) {
+  constexpr int bb = kQ8 ? 34 : 18;
   __m512 acc[R][M];
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i)
@@ -201,36 +211,46 @@ void DirectABlock(quant::GgmlType type, const uint8_t* row0, int64_t row_bytes, 
     for (int j = 0; j < M; ++j) acc[i][j] = _mm512_setzero_ps();
   const __m512i k80 = _mm512_set1_epi8(static_cast<char>(0x80));
   const __m512i zero = _mm512_setzero_si512();
-  const __m256i pad = _mm256_set1_epi8(static_cast<char>(0x80));
-  const int64_t pairs = (blocks + 1) / 2;
-  for (int64_t pr = 0; pr < pairs; ++pr) {
+  // Lanes 0-7 take element 0 of a scale pair, lanes 8-15 element 1.
+  const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  auto pair_step = [&](int64_t pr, bool second) __attribute__((always_inline)) {
     __m512i xv[M], init[M];
-    float dx0[M], dx1[M];
+    __m128 dx[M];
 #pragma GCC unroll 8
     for (int j = 0; j < M; ++j) {
       xv[j] = _mm512_loadu_si512(x.row_qs(t0 + j) + pr * 64);
       init[j] = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, k80, xv[j]));
-      dx0[j] = x.row_d(t0 + j)[2 * pr];
-      dx1[j] = x.row_d(t0 + j)[2 * pr + 1];
+      dx[j] = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(x.row_d(t0 + j) + 2 * pr)));
     }
-    const bool second = 2 * pr + 1 < blocks;
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
       const uint8_t* b0 = row0 + i * row_bytes + 2 * pr * bb;
       _mm_prefetch(reinterpret_cast<const char*>(b0 + kPrefetchBytes), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(b0 + kPrefetchBytes + 64), _MM_HINT_T0);
-      const __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(BlockBytesA(type, b0)),
-                                            second ? BlockBytesA(type, b0 + bb) : pad, 1);
-      const float d0 = HalfAt(b0), d1 = second ? HalfAt(b0 + bb) : 0.0f;
+      __m512i wv;
+      __m128 dw;
+      if (second) {
+        wv = _mm512_inserti64x4(_mm512_castsi256_si512(BlockBytesA<kQ8>(b0)),
+                                BlockBytesA<kQ8>(b0 + bb), 1);
+        dw = ScalePair(b0, b0 + bb);
+      } else {
+        wv = _mm512_inserti64x4(_mm512_castsi256_si512(BlockBytesA<kQ8>(b0)),
+                                _mm256_set1_epi8(static_cast<char>(0x80)), 1);
+        dw = _mm_insert_ps(ScalePair(b0, b0), _mm_setzero_ps(), 0x10);  // Padding scale 0.
+      }
 #pragma GCC unroll 8
       for (int j = 0; j < M; ++j) {
+        // dw_b * dx_b for the pair's two blocks, spread over their lanes.
         const __m512 s =
-            _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(d0 * dx0[j]), _mm512_set1_ps(d1 * dx1[j]));
+            _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_mul_ps(dw, dx[j])));
         const __m512i p = _mm512_dpbusd_epi32(init[j], wv, xv[j]);
         acc[i][j] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(p), acc[i][j]);
       }
     }
-  }
+  };
+  const int64_t full = blocks / 2;
+  for (int64_t pr = 0; pr < full; ++pr) pair_step(pr, true);
+  if (blocks % 2 != 0) pair_step(full, false);
 #pragma GCC unroll 8
   for (int j = 0; j < M; ++j)
 #pragma GCC unroll 8
@@ -336,10 +356,12 @@ __attribute__((always_inline)) inline void DecodeQ6K(const uint8_t* blk, SuperBl
   out->d = out->dmin = HalfAt(blk + 208);
 }
 
-template <int R, int M>
-void DirectKBlock(quant::GgmlType type, const uint8_t* row0, int64_t row_bytes, int64_t blocks,
-                  const QuantizedRows& x, int64_t t0, float* y, int64_t ldy) {
-  const int bb = quant::Traits(type).block_bytes;
+template <quant::GgmlType kType, int R, int M>
+void DirectKBlockOf(const uint8_t* row0, int64_t row_bytes, int64_t blocks, const QuantizedRows& x,
+                    int64_t t0, float* y, int64_t ldy) {
+  constexpr int bb = kType == quant::GgmlType::kQ6_K   ? 210
+                     : kType == quant::GgmlType::kQ5_K ? 176
+                                                       : 144;
   __m512 acc[R][M];
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i)
@@ -353,10 +375,10 @@ void DirectKBlock(quant::GgmlType type, const uint8_t* row0, int64_t row_bytes, 
         _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetchBytes + line), _MM_HINT_T0);
       }
       SuperBlock sb;
-      if (type == quant::GgmlType::kQ6_K) {
+      if (kType == quant::GgmlType::kQ6_K) {
         DecodeQ6K(blk, &sb);
       } else {
-        DecodeK4(blk, type == quant::GgmlType::kQ5_K, &sb);
+        DecodeK4(blk, kType == quant::GgmlType::kQ5_K, &sb);
       }
       const __m512 dv = _mm512_set1_ps(sb.d), ndmin = _mm512_set1_ps(-sb.dmin);
 #pragma GCC unroll 8
@@ -382,6 +404,21 @@ void DirectKBlock(quant::GgmlType type, const uint8_t* row0, int64_t row_bytes, 
   for (int j = 0; j < M; ++j)
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) y[j * ldy + i] = HorizontalSum16(acc[i][j]);
+}
+
+template <int R, int M>
+void DirectKBlock(quant::GgmlType type, const uint8_t* row0, int64_t row_bytes, int64_t blocks,
+                  const QuantizedRows& x, int64_t t0, float* y, int64_t ldy) {
+  switch (type) {
+    case quant::GgmlType::kQ6_K:
+      DirectKBlockOf<quant::GgmlType::kQ6_K, R, M>(row0, row_bytes, blocks, x, t0, y, ldy);
+      break;
+    case quant::GgmlType::kQ5_K:
+      DirectKBlockOf<quant::GgmlType::kQ5_K, R, M>(row0, row_bytes, blocks, x, t0, y, ldy);
+      break;
+    default:
+      DirectKBlockOf<quant::GgmlType::kQ4_K, R, M>(row0, row_bytes, blocks, x, t0, y, ldy);
+  }
 }
 
 }  // namespace
@@ -425,8 +462,10 @@ bool DirectAvx512(quant::GgmlType type, const uint8_t* row0, int64_t row_bytes, 
     const uint8_t* w = row0 + i * row_bytes;
     float* yi = y + i;
 #define TESSERA_DIRECT(R, M)                                            \
-  if (family_a) {                                                       \
-    DirectABlock<R, M>(type, w, row_bytes, cols / 32, x, t0, yi, ldy);  \
+  if (type == GgmlType::kQ8_0) {                                        \
+    DirectABlock<true, R, M>(w, row_bytes, cols / 32, x, t0, yi, ldy);  \
+  } else if (family_a) {                                                \
+    DirectABlock<false, R, M>(w, row_bytes, cols / 32, x, t0, yi, ldy); \
   } else {                                                              \
     DirectKBlock<R, M>(type, w, row_bytes, cols / 256, x, t0, yi, ldy); \
   }
