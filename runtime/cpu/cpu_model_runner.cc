@@ -161,12 +161,20 @@ void CpuModelRunner::RunLayer(int32_t l) {
       const float* q = &q_[r * qd + h * hd];
       scores.resize(hi - lo + 1);
       float max_score = -std::numeric_limits<float>::infinity();
-      for (int32_t k = lo; k <= hi; ++k) {
-        const float* key = kv.Tile(table[k / bs], gl, 0, kvh) + (k % bs) * hd;
-        const float s = Dot(q, key, hd);
-        scores[k - lo] = s;
-        max_score = std::max(max_score, s);
+      // NOTE: four keys per pass share the loads of q (Dot4 gives Dot's bits); attention was ~15%
+      // of a 512-token prefill.
+      int32_t k = lo;
+      for (; k + 4 <= hi + 1; k += 4) {
+        const float* keys[4];
+        for (int i = 0; i < 4; ++i) {
+          keys[i] = kv.Tile(table[(k + i) / bs], gl, 0, kvh) + ((k + i) % bs) * hd;
+        }
+        cpu::Dot4(q, keys, hd, &scores[k - lo]);
       }
+      for (; k <= hi; ++k) {
+        scores[k - lo] = Dot(q, kv.Tile(table[k / bs], gl, 0, kvh) + (k % bs) * hd, hd);
+      }
+      for (int32_t i = 0; i <= hi - lo; ++i) max_score = std::max(max_score, scores[i]);
       const float sum = cpu::ExpShiftSum(scores.data(), hi - lo + 1, max_score);
       float* out = &attn_[r * qd + h * hd];
       std::fill(out, out + hd, 0.0f);

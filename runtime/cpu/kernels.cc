@@ -146,6 +146,30 @@ float Dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
+void Dot4(const float* a, const float* const b[4], int64_t n, float* out) {
+  __m256 acc0[4], acc1[4];
+  for (int i = 0; i < 4; ++i) acc0[i] = acc1[i] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) {
+    const __m256 a0 = _mm256_loadu_ps(a + k), a1 = _mm256_loadu_ps(a + k + 8);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      acc0[i] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b[i] + k), acc0[i]);
+      acc1[i] = _mm256_fmadd_ps(a1, _mm256_loadu_ps(b[i] + k + 8), acc1[i]);
+    }
+  }
+  for (; k + 8 <= n; k += 8) {
+    const __m256 a0 = _mm256_loadu_ps(a + k);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) acc0[i] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b[i] + k), acc0[i]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    float s = HorizontalSum(_mm256_add_ps(acc0[i], acc1[i]));
+    for (int64_t j = k; j < n; ++j) s += a[j] * b[i][j];
+    out[i] = s;
+  }
+}
+
 void RmsNorm(const float* x, int64_t n, const float* weight, float eps, float* out) {
   const float ms = Dot(x, x, n) / static_cast<float>(n);
   const float inv = 1.0f / std::sqrt(ms + eps);

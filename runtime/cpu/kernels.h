@@ -38,6 +38,8 @@ void MatMulRange(const float* x, int64_t T, const WeightMatrix& w, float* y, int
                  int64_t n_begin, int64_t n_end, KernelPath path = DefaultKernelPath());
 
 float Dot(const float* a, const float* b, int64_t n);
+// out[i] = Dot(a, b[i], n) for i < 4, bit for bit, sharing the loads of `a`.
+void Dot4(const float* a, const float* const b[4], int64_t n, float* out);
 // out = x * (mean(x^2) + eps)^-0.5 * weight (weight may be null: no weight). out may alias x.
 void RmsNorm(const float* x, int64_t n, const float* weight, float eps, float* out);
 // out = (x - mean) / sqrt(var + eps) * weight + bias (biased variance, as torch).
