@@ -251,7 +251,6 @@ absl::Status ConvertToGguf(const GgufConvertOptions& o) {
                            runtime::Checkpoint::Open(o.model_dir));
   TESSERA_ASSIGN_OR_RETURN(const FileType* ft, FindFileType(o.type));
   const runtime::TextConfig& t = config.text;
-  const int64_t H = t.hidden_size;
   const std::string name = o.name.empty() ? DefaultName(o.model_dir) : o.name;
   const auto source = [&](const std::string& hf) -> absl::StatusOr<const runtime::TensorView*> {
     const runtime::TensorView* v = ckpt->Find(hf);
@@ -453,7 +452,6 @@ absl::Status ConvertToGguf(const GgufConvertOptions& o) {
   }
   m.AddUint32("general.quantization_version", 2);
   for (const Planned& p : mm) AddPlanned(p, &m);
-  (void)H;
   return m.WriteFile(o.mmproj_out);
 }
 

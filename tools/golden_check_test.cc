@@ -33,8 +33,11 @@ TEST(GoldenCheckTest, FixtureVerdicts) {
 // quant-s GGUFs came from matches llama.cpp's f32 GGUF logits too.
 TEST(GoldenCheckTest, LlamaCppLogits) {
   const std::string g = tessera::testing::FixturesDir() + "/gguf/";
-  for (const std::string f : {"gemma4-tiny/gemma4-tiny-f32", "gemma4-tiny/gemma4-tiny-bf16",
-                              "gemma4-quant-s/gemma4-quant-s-bf16"}) {
+  for (const std::string f :
+       {"gemma4-tiny/gemma4-tiny-f32", "gemma4-tiny/gemma4-tiny-bf16",
+        "gemma4-quant-s/gemma4-quant-s-bf16", "gemma4-quant-s/gemma4-quant-s-Q8_0",
+        "gemma4-quant-s/gemma4-quant-s-Q6_K", "gemma4-quant-s/gemma4-quant-s-Q5_K_M",
+        "gemma4-quant-s/gemma4-quant-s-Q4_K_M", "gemma4-quant-s/gemma4-quant-s-Q4_0"}) {
     EXPECT_EQ(RunGoldenCheck("--model " + g + f + ".gguf --golden " + g + f +
                              ".logits.safetensors --threads 1"),
               0)
@@ -43,6 +46,12 @@ TEST(GoldenCheckTest, LlamaCppLogits) {
   EXPECT_EQ(RunGoldenCheck("--model " + g + "gemma4-quant-s/hf --golden " + g +
                            "gemma4-quant-s/gemma4-quant-s-f32.logits.safetensors"),
             0);
+  // The quantized files are further from llama.cpp's f32 logits than their tolerance allows for
+  // Q4_K_M (the quantization error itself, 1.8e-1): the check tells a quantized file from its
+  // source.
+  EXPECT_EQ(RunGoldenCheck("--model " + g + "gemma4-quant-s/gemma4-quant-s-Q4_K_M.gguf --golden " +
+                           g + "gemma4-quant-s/gemma4-quant-s-f32.logits.safetensors"),
+            1);
   // Another model's logits, or an impossible tolerance, fail.
   EXPECT_EQ(RunGoldenCheck("--model " + g + "gemma4-tiny/gemma4-tiny-f32.gguf --golden " + g +
                            "gemma4-quant-s/gemma4-quant-s-f32.logits.safetensors"),

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "runtime/cpu/cpu_features.h"
 #include "runtime/cpu/kv_cache.h"
 #include "runtime/cpu/thread_pool.h"
 #include "runtime/model/model_loader.h"
@@ -37,6 +38,9 @@ struct CpuRunnerOptions {
   int64_t kv_memory_bytes = int64_t{256} << 20;
   // Threads for the step, the calling thread included; 0 = one per hardware thread.
   int num_threads = 0;
+  // Kernel path of the projections (cpu_features.h): by default the best this CPU runs, or
+  // TESSERA_CPU_KERNELS. One the CPU cannot run is refused.
+  cpu::KernelPath kernel_path = cpu::DefaultKernelPath();
 };
 
 class CpuModelRunner : public ModelRunner {
@@ -62,6 +66,7 @@ class CpuModelRunner : public ModelRunner {
   std::vector<int32_t> layer_in_group_;       // Index of each layer inside its group.
   std::vector<std::vector<float>> inv_freq_;  // Per layer, head_dim / 2 entries.
   std::unique_ptr<cpu::ThreadPool> pool_;
+  cpu::KernelPath path_ = cpu::KernelPath::kPortable;
 
   // Per-step state and scratch (Execute is not reentrant).
   const BatchPlan* plan_ = nullptr;

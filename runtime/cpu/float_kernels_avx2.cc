@@ -123,7 +123,7 @@ void FloatMatMulAvx2(const float* x, int64_t T, const WeightMatrix& w, float* y,
   // tile, then reuse it for every input row. Same summation order as the direct path (products of
   // the same fp32 values), so results do not depend on T.
   thread_local std::vector<float> tile;
-  tile.resize(kTileW * K);
+  if (tile.size() < static_cast<size_t>(kTileW * K)) tile.resize(kTileW * K);
   const bool f16 = w.type == WeightMatrix::Type::kF16;
   for (int64_t n = n_begin; n < n_end; n += kTileW) {
     const int64_t nw = std::min<int64_t>(kTileW, n_end - n);

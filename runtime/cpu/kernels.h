@@ -38,6 +38,8 @@ void MatMulRange(const float* x, int64_t T, const WeightMatrix& w, float* y, int
                  int64_t n_begin, int64_t n_end, KernelPath path = DefaultKernelPath());
 
 float Dot(const float* a, const float* b, int64_t n);
+// out[i] = Dot(a, b[i], n) for i < 4, bit for bit, sharing the loads of `a`.
+void Dot4(const float* a, const float* const b[4], int64_t n, float* out);
 // out = x * (mean(x^2) + eps)^-0.5 * weight (weight may be null: no weight). out may alias x.
 void RmsNorm(const float* x, int64_t n, const float* weight, float eps, float* out);
 // out = (x - mean) / sqrt(var + eps) * weight + bias (biased variance, as torch).
@@ -46,6 +48,10 @@ void LayerNorm(const float* x, int64_t n, const float* weight, const float* bias
 // NeoX rotate-half RoPE in place over one head: pairs (i, i + head_dim/2) for i < rope_pairs
 // rotate by pos * inv_freq[i]; the other pairs are left alone (inv_freq = 0).
 void ApplyRope(float* x, int32_t head_dim, int32_t rope_pairs, const float* inv_freq, int32_t pos);
+// y[i] += a * x[i].
+void Axpy(float a, const float* x, float* y, int64_t n);
+// x[i] = exp(x[i] - max) (within 2 ulp); returns their sum. The sum's order depends only on n.
+float ExpShiftSum(float* x, int64_t n, float max);
 // gelu_pytorch_tanh(gate) * up, in place into gate.
 void GeluTanhMul(float* gate, const float* up, int64_t n);
 // cap * tanh(x / cap), in place.

@@ -1,5 +1,6 @@
 #include "runtime/cpu/kernels.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -193,6 +194,38 @@ TEST(KernelsTest, FloatWeightsOnEveryPath) {
         }
       }
     }
+  }
+}
+
+}  // namespace
+}  // namespace tessera::runtime::cpu
+
+namespace tessera::runtime::cpu {
+namespace {
+
+TEST(KernelsTest, Dot4GivesDotsBitsAndExpShiftSumAxpy) {
+  std::mt19937 rng(23);
+  std::normal_distribution<float> dist;
+  for (int64_t n : {5, 8, 13, 40, 128}) {
+    std::vector<float> a(n), b(4 * n);
+    for (float& v : a) v = dist(rng);
+    for (float& v : b) v = dist(rng);
+    const float* rows[4] = {&b[0], &b[n], &b[2 * n], &b[3 * n]};
+    float out[4];
+    Dot4(a.data(), rows, n, out);
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(out[i], Dot(a.data(), rows[i], n)) << n;
+    std::vector<float> e = a;
+    float max = *std::max_element(a.begin(), a.end());
+    double sum = 0;
+    const float got = ExpShiftSum(e.data(), n, max);
+    for (int64_t i = 0; i < n; ++i) {
+      EXPECT_NEAR(e[i], std::exp(a[i] - max), 3e-7 * std::exp(a[i] - max));
+      sum += std::exp(static_cast<double>(a[i]) - max);
+    }
+    EXPECT_NEAR(got, sum, 1e-6 * sum);
+    std::vector<float> y(b.begin(), b.begin() + n);
+    Axpy(0.5f, a.data(), y.data(), n);
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y[i], b[i] + 0.5f * a[i], 1e-6);
   }
 }
 

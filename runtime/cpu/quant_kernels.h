@@ -107,4 +107,19 @@ void KernelAAvx512(const TileA& w, const QuantizedRows& x, int64_t t0, int64_t t
 void KernelKAvx512(const TileK& w, const QuantizedRows& x, int64_t t0, int64_t t1, float* y,
                    int64_t ldy);
 
+// Decode on AVX-512 without a tile: the blocks of `rows` weight rows are decoded in registers.
+// Q8_0, Q4_0 for up to 4 activation rows, Q4_K, Q5_K, Q6_K for up to kDirectMaxRows; false
+// otherwise (the caller then takes the tile path, which computes the same bits).
+inline constexpr int kDirectMaxRows = 8;
+bool DirectAvx512(quant::GgmlType type, const uint8_t* row0, int64_t row_bytes, int rows,
+                  int64_t cols, const QuantizedRows& x, int64_t t0, int64_t t1, float* y,
+                  int64_t ldy);
+
+// Fast unpackers (AVX2) into tile storage laid out as TileA / TileK describe; false for a type
+// they do not handle (the caller then uses the portable unpacker). Same output bits.
+bool UnpackAAvx2(quant::GgmlType type, const uint8_t* row0, int64_t row_bytes, int rows,
+                 int64_t blocks, uint8_t* q, float* dw, float* mw);
+bool UnpackKAvx2(quant::GgmlType type, const uint8_t* row0, int64_t row_bytes, int rows,
+                 int64_t blocks, uint8_t* q, int32_t* sc, int16_t* mn, float* d, float* dmin);
+
 }  // namespace tessera::runtime::cpu

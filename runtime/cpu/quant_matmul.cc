@@ -1,5 +1,7 @@
 #include "runtime/cpu/quant_matmul.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -31,30 +33,93 @@ DotFamily FamilyOf(GgmlType type) {
 
 namespace {
 
-// ggml's x86 quantize_row_q8_0 for one block of 32, plus the block's sum for the _1 formats.
+inline float MaxAbs8(__m256 v) {
+  v = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+inline int32_t Sum8(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// Rounds 32 floats times `scale` to the nearest integer (ties to even) into int8, returning the
+// int32 vectors too.
+inline void Round32(const float* x, __m256 scale, int8_t* q, __m256i out[4]) {
+  for (int k = 0; k < 4; ++k) {
+    out[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), scale),
+                                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  // Pack to int8 in element order (the packs interleave 128-bit lanes; the permute undoes it).
+  const __m256i a = _mm256_packs_epi32(out[0], out[1]);
+  const __m256i b = _mm256_packs_epi32(out[2], out[3]);
+  const __m256i p = _mm256_packs_epi16(a, b);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q),
+                      _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
+
+// ggml's x86 quantize_row_q8_0 for one block of 32 (scale amax / 127 stored as fp16, values
+// rounded to nearest even at 127 / amax), plus t = d * sum(q) for the _1 formats.
 void QuantizeBlockQ8_0(const float* x, int8_t* q, float* d, float* t) {
-  float amax = 0.0f;
-  for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[i]));
+  __m256 m = _mm256_loadu_ps(x);
+  for (int k = 1; k < 4; ++k) {
+    m = _mm256_max_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), m),
+                      _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(x + 8 * k)));
+  }
+  const float amax = MaxAbs8(m);
   const float dq = quant::Fp16ToFloat(quant::FloatToFp16(amax / 127.0f));
   const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-  int32_t sum = 0;
-  for (int i = 0; i < 32; ++i) {
-    q[i] = static_cast<int8_t>(std::nearbyint(x[i] * id));
-    sum += q[i];
-  }
+  __m256i v[4];
+  Round32(x, _mm256_set1_ps(id), q, v);
+  const int32_t sum =
+      Sum8(_mm256_add_epi32(_mm256_add_epi32(v[0], v[1]), _mm256_add_epi32(v[2], v[3])));
   *d = dq;
   *t = dq * static_cast<float>(sum);
 }
 
+// ggml's quantize_row_q8_K_ref (what its CPU backend uses): scale -127 / (the value of largest
+// magnitude, the first one on ties), nearest-even rounding, sums of 16.
 void QuantizeRowQ8_K(const float* x, int64_t K, int8_t* q, float* d, int16_t* bsums) {
-  quant::BlockQ8_K b;
-  for (int64_t s = 0; s < K / 256; ++s) {
-    quant::QuantizeRowQ8_K(x + 256 * s, &b, 256);
-    std::memcpy(q + 256 * s, b.qs, 256);
-    if (b.d == 0.0f) std::memset(b.bsums, 0, sizeof(b.bsums));
-    std::memcpy(bsums + 16 * s, b.bsums, sizeof(b.bsums));
-    d[s] = b.d;
+  for (int64_t s = 0; s < K / 256; ++s, x += 256, q += 256, bsums += 16) {
+    __m256 m = _mm256_setzero_ps();
+    for (int k = 0; k < 32; ++k) {
+      m = _mm256_max_ps(m, _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(x + 8 * k)));
+    }
+    const float amax = MaxAbs8(m);
+    if (amax == 0.0f) {
+      d[s] = 0.0f;
+      std::memset(q, 0, 256);
+      std::memset(bsums, 0, 32);
+      continue;
+    }
+    float max = 0.0f;
+    for (int j = 0; j < 256; ++j) {
+      if (std::fabs(x[j]) == amax) {
+        max = x[j];
+        break;
+      }
+    }
+    const float iscale = -127.0f / max;
+    for (int b = 0; b < 8; ++b) {
+      __m256i v[4];
+      Round32(x + 32 * b, _mm256_set1_ps(iscale), q + 32 * b, v);
+      bsums[2 * b] = static_cast<int16_t>(Sum8(_mm256_add_epi32(v[0], v[1])));
+      bsums[2 * b + 1] = static_cast<int16_t>(Sum8(_mm256_add_epi32(v[2], v[3])));
+    }
+    d[s] = 1 / iscale;
   }
+}
+
+// Grows a scratch vector without ever shrinking it: matrices of different widths alternate, and
+// std::vector::resize would zero the regrown part every time.
+template <typename T>
+void Reserve(std::vector<T>* v, int64_t n) {
+  if (static_cast<int64_t>(v->size()) < n) v->resize(n);
 }
 
 // --- Unpacking R weight rows into a tile ------------------------------------------------------
@@ -128,15 +193,18 @@ void DecodeBlock32(GgmlType type, const uint8_t* block, int8_t* w, float* d, flo
   }
 }
 
-TileA UnpackA(GgmlType type, const uint8_t* row0, int64_t row_bytes, int rows, int64_t blocks,
-              TileABuffer* buf) {
+TileA UnpackA(KernelPath path, GgmlType type, const uint8_t* row0, int64_t row_bytes, int rows,
+              int64_t blocks, TileABuffer* buf) {
   const int64_t pairs = (blocks + 1) / 2;
   const int block_bytes = quant::Traits(type).block_bytes;
   const bool has_min = type == GgmlType::kQ4_1 || type == GgmlType::kQ5_1;
-  buf->q.resize(rows * pairs * 64);
-  buf->dw.resize(rows * pairs * 16);
-  if (has_min) buf->mw.resize(rows * pairs * 16);
-  for (int i = 0; i < rows; ++i) {
+  Reserve(&buf->q, rows * pairs * 64);
+  Reserve(&buf->dw, rows * pairs * 16);
+  if (has_min) Reserve(&buf->mw, rows * pairs * 16);
+  const bool fast = path != KernelPath::kPortable &&
+                    UnpackAAvx2(type, row0, row_bytes, rows, blocks, buf->q.data(), buf->dw.data(),
+                                has_min ? buf->mw.data() : nullptr);
+  for (int i = 0; i < rows && !fast; ++i) {
     const uint8_t* row = row0 + i * row_bytes;
     for (int64_t b = 0; b < pairs * 2; ++b) {
       int8_t w[32] = {};
@@ -214,15 +282,18 @@ void DecodeSuperBlock(GgmlType type, const uint8_t* block, uint8_t* q, int16_t* 
   *dmin = quant::Fp16ToFloat(mh);
 }
 
-TileK UnpackK(GgmlType type, const uint8_t* row0, int64_t row_bytes, int rows, int64_t blocks,
-              TileKBuffer* buf) {
+TileK UnpackK(KernelPath path, GgmlType type, const uint8_t* row0, int64_t row_bytes, int rows,
+              int64_t blocks, TileKBuffer* buf) {
   const int block_bytes = quant::Traits(type).block_bytes;
-  buf->q.resize(rows * blocks * 256);
-  buf->sc.resize(rows * blocks * 64);
-  buf->mn.resize(rows * blocks * 16);
-  buf->d.resize(rows * blocks);
-  buf->dmin.resize(rows * blocks);
-  for (int i = 0; i < rows; ++i) {
+  Reserve(&buf->q, rows * blocks * 256);
+  Reserve(&buf->sc, rows * blocks * 64);
+  Reserve(&buf->mn, rows * blocks * 16);
+  Reserve(&buf->d, rows * blocks);
+  Reserve(&buf->dmin, rows * blocks);
+  const bool fast = path != KernelPath::kPortable &&
+                    UnpackKAvx2(type, row0, row_bytes, rows, blocks, buf->q.data(), buf->sc.data(),
+                                buf->mn.data(), buf->d.data(), buf->dmin.data());
+  for (int i = 0; i < rows && !fast; ++i) {
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t wb = i * blocks + b;
       int16_t sc[16];
@@ -254,12 +325,12 @@ void ActivationBuffer::Quantize(QuantizedRows::Kind kind, const float* x, int64_
   const bool q80 = kind == QuantizedRows::Kind::kQ8_0;
   const int64_t padded = q80 ? (K + 63) / 64 * 64 : (K + 255) / 256 * 256;
   const int64_t nb = padded / (q80 ? 32 : 256);
-  qs_.resize(T * padded);
-  d_.resize(T * nb);
+  Reserve(&qs_, T * padded);
+  Reserve(&d_, T * nb);
   if (q80) {
-    t_.resize(T * nb);
+    Reserve(&t_, T * nb);
   } else {
-    bsums_.resize(T * padded / 16);
+    Reserve(&bsums_, T * padded / 16);
   }
   auto body = [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -300,11 +371,16 @@ void QuantMatMulRange(KernelPath path, const QuantizedRows& x, const WeightMatri
   thread_local TileKBuffer tile_k;
   const DotFamily family = FamilyOf(w.type);
   const int64_t row_bytes = w.row_bytes();
+  if (path == KernelPath::kAvx512 &&
+      DirectAvx512(w.type, w.row(n0), row_bytes, static_cast<int>(n1 - n0), w.cols, x, t0, t1,
+                   y + t0 * ldy + n0, ldy)) {
+    return;
+  }
   for (int64_t n = n0; n < n1; n += kTileRows) {
     const int rows = static_cast<int>(std::min<int64_t>(kTileRows, n1 - n));
     float* yt = y + t0 * ldy + n;
     if (family == DotFamily::kBlocks32) {
-      const TileA tile = UnpackA(w.type, w.row(n), row_bytes, rows, w.cols / 32, &tile_a);
+      const TileA tile = UnpackA(path, w.type, w.row(n), row_bytes, rows, w.cols / 32, &tile_a);
       switch (path) {
         case KernelPath::kAvx512:
           KernelAAvx512(tile, x, t0, t1, yt, ldy);
@@ -316,7 +392,7 @@ void QuantMatMulRange(KernelPath path, const QuantizedRows& x, const WeightMatri
           KernelAPortable(tile, x, t0, t1, yt, ldy);
       }
     } else {
-      const TileK tile = UnpackK(w.type, w.row(n), row_bytes, rows, w.cols / 256, &tile_k);
+      const TileK tile = UnpackK(path, w.type, w.row(n), row_bytes, rows, w.cols / 256, &tile_k);
       switch (path) {
         case KernelPath::kAvx512:
           KernelKAvx512(tile, x, t0, t1, yt, ldy);

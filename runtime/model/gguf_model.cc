@@ -181,6 +181,12 @@ absl::Status TextConfigFromGguf(const GgufFile& f, ModelConfig* c) {
   c->model_type = "gemma4_unified";
   TextConfig& x = c->text;
   TESSERA_ASSIGN_OR_RETURN(x.num_layers, Int32In(f, a + "block_count", 1));
+  // Every layer has its own tensors: a count above the file's tensors is a lie (and would size
+  // per-layer tables by it).
+  if (static_cast<size_t>(x.num_layers) > f.tensors().size()) {
+    return f.Error(absl::StrCat("metadata ", a, "block_count is ", x.num_layers,
+                                " but the file has ", f.tensors().size(), " tensors"));
+  }
   TESSERA_ASSIGN_OR_RETURN(x.hidden_size, Int32In(f, a + "embedding_length", 1));
   TESSERA_ASSIGN_OR_RETURN(std::vector<int32_t> ff,
                            PerLayerInt(f, a + "feed_forward_length", x.num_layers, 1));
@@ -380,7 +386,7 @@ absl::Status TextConfigFromGguf(const GgufFile& f, ModelConfig* c) {
   return absl::OkStatus();
 }
 
-absl::Status MmprojConfigFromGguf(const GgufFile& m, const TextConfig& text, ModelConfig* c) {
+absl::Status MmprojConfigFromGguf(const GgufFile& m, ModelConfig* c) {
   auto arch = m.GetString("general.architecture");
   if (!arch.ok()) return arch.status();
   if (*arch != "clip") {
@@ -467,7 +473,6 @@ absl::Status MmprojConfigFromGguf(const GgufFile& m, const TextConfig& text, Mod
     // the checkpoint's value.
     c->audio.rms_norm_eps = 1e-6f;
   }
-  (void)text;
   return absl::OkStatus();
 }
 
@@ -483,7 +488,7 @@ int64_t HwcColumn(int64_t i, int64_t p) {
 absl::StatusOr<ModelConfig> GgufModelConfig(const GgufFile& text, const GgufFile* mmproj) {
   ModelConfig c;
   TESSERA_RETURN_IF_ERROR(TextConfigFromGguf(text, &c));
-  if (mmproj != nullptr) TESSERA_RETURN_IF_ERROR(MmprojConfigFromGguf(*mmproj, c.text, &c));
+  if (mmproj != nullptr) TESSERA_RETURN_IF_ERROR(MmprojConfigFromGguf(*mmproj, &c));
   return c;
 }
 

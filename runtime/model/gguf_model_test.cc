@@ -263,6 +263,10 @@ TEST(GgufModelTest, BadMetadataAndTensorsAreNamed) {
        [](GgufWriter& w) { w.AddString("general.architecture", "llama"); },
        "general.architecture is 'llama'"},
       {{kv}, {}, nullptr, "metadata key gemma4.attention.head_count_kv is missing"},
+      {{"gemma4.block_count"},
+       {},
+       [](GgufWriter& w) { w.AddUint32("gemma4.block_count", 1u << 29); },
+       "block_count is 536870912 but the file has 86 tensors"},
       {{kv},
        {},
        [&](GgufWriter& w) {

@@ -26,6 +26,10 @@ target_sources() {
     tokenizer) echo "runtime/tokenizer.cc" ;;
     image) echo "runtime/image.cc runtime/media_hash.cc" ;;
     wav) echo "runtime/audio.cc runtime/media_hash.cc" ;;
+    gguf) echo "runtime/model/gguf.cc runtime/model/gguf_model.cc runtime/model/gguf_tokenizer.cc \
+runtime/model/gguf_writer.cc runtime/model/model_config.cc runtime/model/weights.cc \
+runtime/model/safetensors.cc runtime/quant/ggml_type.cc runtime/quant/dequantize.cc \
+runtime/prompt/tokenizer.cc" ;;
     *) echo "run.sh: unknown fuzz target $1" >&2; return 1 ;;
   esac
 }
@@ -34,6 +38,7 @@ target_libs() {
     tokenizer) grep -o '"-labsl_[a-z0-9_]*"' third_party/BUILD | tr -d '"' | sort -u | tr '\n' ' ' ;;
     image) echo "$(target_libs tokenizer) -lpng16 -ljpeg -lxxhash" ;;
     wav) echo "$(target_libs tokenizer) -lsoxr -lxxhash" ;;
+    gguf) target_libs tokenizer ;;
   esac
 }
 
