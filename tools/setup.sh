@@ -56,8 +56,12 @@ NODE_DIR=third_party/node
 stamp="$NODE_DIR/node_modules/.tessera-lock.sha256"
 want=$(sha256sum "$NODE_DIR/package-lock.json" | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "setup: npm ci in $NODE_DIR"
-  (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  # Not `npm ci`: node-llama-cpp lists optional per-platform packages (win-*, mac-*, linux-riscv64)
+  # that the registry mirror answers 404 for, so they cannot be in the lock file and `npm ci` refuses
+  # the lock as out of sync. `npm install --no-save` installs exactly the locked versions and leaves
+  # package.json and the lock file untouched.
+  echo "setup: npm install (locked versions) in $NODE_DIR"
+  (cd "$NODE_DIR" && npm install --no-save --no-audit --no-fund --loglevel=error)
   echo "$want" > "$stamp"
 fi
 
